@@ -13,12 +13,7 @@ use clap::Parser;
 pub struct Args {
     /// Names of the nodes to register; each needs `<dir>/<name>.kubeconfig` with its
     /// `system:node:<name>` credentials.
-    #[arg(
-        long = "node",
-        env = "FLOTILLA_NODES",
-        value_delimiter = ',',
-        required = true
-    )]
+    #[arg(long = "node", env = "FLOTILLA_NODES", value_delimiter = ',', required = true)]
     pub nodes: Vec<String>,
 
     /// Directory holding one kubeconfig per node.

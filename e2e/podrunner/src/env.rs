@@ -88,12 +88,7 @@ fn env_value(
     defined: &[(String, String)],
 ) -> Result<Option<String>> {
     let Some(source) = &var.value_from else {
-        let lookup = |name: &str| {
-            defined
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let lookup = |name: &str| defined.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         return Ok(Some(expand(var.value.as_deref().unwrap_or(""), lookup)));
     };
     if let Some(field) = &source.field_ref {
@@ -120,11 +115,7 @@ fn env_value(
 }
 
 /// The downward API: the value of `fieldRef.fieldPath` for this pod.
-pub fn field_value(
-    pod: &Pod,
-    field: &ObjectFieldSelector,
-    addresses: PodAddresses,
-) -> Result<String> {
+pub fn field_value(pod: &Pod, field: &ObjectFieldSelector, addresses: PodAddresses) -> Result<String> {
     let meta = &pod.metadata;
     let spec = pod.spec.as_ref();
     let path = field.field_path.as_str();
@@ -154,9 +145,7 @@ pub fn field_value(
                         .unwrap_or_default(),
                 )
             } else {
-                return Err(Error::ContainerConfig(format!(
-                    "unsupported fieldRef {path:?}"
-                )));
+                return Err(Error::ContainerConfig(format!("unsupported fieldRef {path:?}")));
             }
         }
     };
@@ -165,9 +154,7 @@ pub fn field_value(
 
 /// `metadata.labels['app']` → `app`.
 fn map_key<'a>(path: &'a str, map: &str) -> Option<&'a str> {
-    path.strip_prefix(map)?
-        .strip_prefix("['")?
-        .strip_suffix("']")
+    path.strip_prefix(map)?.strip_prefix("['")?.strip_suffix("']")
 }
 
 /// Kubernetes' `$(VAR)` expansion: a defined variable is substituted, an undefined reference
@@ -220,8 +207,7 @@ mod tests {
     use k8s_openapi::{
         ByteString,
         api::core::v1::{
-            ConfigMapEnvSource, ConfigMapKeySelector, EnvFromSource, EnvVarSource, PodSpec,
-            SecretKeySelector,
+            ConfigMapEnvSource, ConfigMapKeySelector, EnvFromSource, EnvVarSource, PodSpec, SecretKeySelector,
         },
         apimachinery::pkg::apis::meta::v1::ObjectMeta,
     };
@@ -302,8 +288,7 @@ mod tests {
             ]),
             ..Default::default()
         };
-        let env =
-            resolve(&pod(), &container, ADDRESSES, &PodRefs::default(), &[]).expect("resolves");
+        let env = resolve(&pod(), &container, ADDRESSES, &PodRefs::default(), &[]).expect("resolves");
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("POD_IP"), Some("127.5.1.2"));
         assert_eq!(get("NODE"), Some("node-0"));

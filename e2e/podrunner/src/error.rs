@@ -16,10 +16,7 @@ pub enum Error {
     },
 
     #[error("reading {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     #[error("image map {path}: {message}")]
     ImageMap { path: PathBuf, message: String },
@@ -46,9 +43,7 @@ impl Error {
             Error::ImageNotMapped { .. } | Error::ImageMap { .. } => "ErrImagePull",
             Error::ContainerConfig(_) => "CreateContainerConfigError",
             Error::Start { .. } | Error::Io { .. } => "CreateContainerError",
-            Error::Kube(_) | Error::Kubeconfig { .. } | Error::PodNetwork { .. } => {
-                "ContainerCreating"
-            }
+            Error::Kube(_) | Error::Kubeconfig { .. } | Error::PodNetwork { .. } => "ContainerCreating",
         }
     }
 

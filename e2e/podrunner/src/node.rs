@@ -14,9 +14,7 @@ use futures::StreamExt;
 use k8s_openapi::{
     api::{
         coordination::v1::{Lease, LeaseSpec},
-        core::v1::{
-            Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus, NodeSystemInfo, Pod,
-        },
+        core::v1::{Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus, NodeSystemInfo, Pod},
     },
     apimachinery::pkg::{
         api::resource::Quantity,
@@ -72,9 +70,7 @@ pub async fn start(
 ) -> Result<JoinHandle<()>> {
     let node = register(&ctx, &specifics).await?;
     let span = info_span!("node", name = %ctx.node_name);
-    tokio::spawn(
-        heartbeat(ctx.clone(), node.uid().unwrap_or_default(), specifics).instrument(span.clone()),
-    );
+    tokio::spawn(heartbeat(ctx.clone(), node.uid().unwrap_or_default(), specifics).instrument(span.clone()));
     Ok(tokio::spawn(watch_pods(ctx, shutdown).instrument(span)))
 }
 
@@ -172,10 +168,7 @@ async fn patch_node_status(ctx: &NodeContext, specifics: &NodeSpecifics) -> Resu
             operating_system: "linux".into(),
             os_image: "flotilla pod runner (containers are local processes)".into(),
             kernel_version: kernel_release(),
-            container_runtime_version: format!(
-                "flotilla-podrunner://{}",
-                env!("CARGO_PKG_VERSION")
-            ),
+            container_runtime_version: format!("flotilla-podrunner://{}", env!("CARGO_PKG_VERSION")),
             kubelet_version: specifics.kubelet_version.clone(),
             machine_id: ctx.node_name.clone(),
             system_uuid: ctx.node_name.clone(),
@@ -309,25 +302,17 @@ async fn watch_pods(ctx: Arc<NodeContext>, mut shutdown: watch::Receiver<bool>) 
 impl RunningNode {
     fn apply(&mut self, ctx: &Arc<NodeContext>, pod: Pod) {
         let uid = pod.uid().unwrap_or_default();
-        let deletion = pod.metadata.deletion_timestamp.as_ref().map(|_| Stop {
-            grace: Duration::from_secs(
-                pod.metadata
-                    .deletion_grace_period_seconds
-                    .unwrap_or(30)
-                    .max(0) as u64,
-            ),
-            object_gone: false,
-        });
+        let deletion =
+            pod.metadata.deletion_timestamp.as_ref().map(|_| Stop {
+                grace: Duration::from_secs(
+                    pod.metadata.deletion_grace_period_seconds.unwrap_or(30).max(0) as u64
+                ),
+                object_gone: false,
+            });
         if !self.pods.contains_key(&uid) {
             let (stop_tx, stop_rx) = watch::channel(None);
             let task = tokio::spawn(pod::run(ctx.clone(), pod, stop_rx));
-            self.pods.insert(
-                uid.clone(),
-                PodHandle {
-                    stop: stop_tx,
-                    task,
-                },
-            );
+            self.pods.insert(uid.clone(), PodHandle { stop: stop_tx, task });
         }
         if let Some(stop) = deletion {
             self.stop(&uid, stop);

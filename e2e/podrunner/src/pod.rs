@@ -68,8 +68,7 @@ type StopSignal = watch::Receiver<Option<Stop>>;
 /// Runs the pod until it is deleted. `stop` is set by the node's watch when the pod gets a
 /// deletion timestamp or disappears.
 pub async fn run(ctx: Arc<NodeContext>, pod: Pod, stop: StopSignal) {
-    let span =
-        info_span!("pod", namespace = %pod.namespace().unwrap_or_default(), name = %pod.name_any());
+    let span = info_span!("pod", namespace = %pod.namespace().unwrap_or_default(), name = %pod.name_any());
     PodTask::new(ctx, pod, stop).run().instrument(span).await;
 }
 
@@ -140,13 +139,7 @@ impl PodTask {
             self.runtime.clone(),
             self.changed.clone(),
         ));
-        let address = self
-            .ctx
-            .pool
-            .lock()
-            .map(|mut p| p.allocate())
-            .ok()
-            .flatten();
+        let address = self.ctx.pool.lock().map(|mut p| p.allocate()).ok().flatten();
         match address {
             Some(ip) => {
                 self.update(|p| p.pod_ip = Some(ip));
@@ -167,7 +160,7 @@ impl PodTask {
             pod_ip,
             host_ip: self.ctx.host_ip,
         };
-        let Some((refs, volumes)) = self.prepare(addresses).await else {
+        let Some(volumes) = self.prepare(addresses).await else {
             return;
         };
         self.update(|p| p.sandbox_ready = true);
@@ -182,7 +175,7 @@ impl PodTask {
         let mut initialized = true;
         for (index, container) in spec.init_containers.iter().flatten().enumerate() {
             match self
-                .supervise(container, Slot::Init(index), addresses, &refs, &volumes)
+                .supervise(container, Slot::Init(index), addresses, &volumes)
                 .await
             {
                 Outcome::Completed => {}
@@ -200,38 +193,27 @@ impl PodTask {
             }
         }
         if initialized {
-            let containers = spec
-                .containers
-                .iter()
-                .enumerate()
-                .map(|(index, container)| {
-                    self.supervise(container, Slot::Main(index), addresses, &refs, &volumes)
+            let containers =
+                spec.containers.iter().enumerate().map(|(index, container)| {
+                    self.supervise(container, Slot::Main(index), addresses, &volumes)
                 });
             futures::future::join_all(containers).await;
         }
         if let Some(task) = refresher {
             task.abort();
         }
-        if self
-            .runtime
-            .lock()
-            .map(|p| p.is_terminal())
-            .unwrap_or(false)
-        {
+        if self.runtime.lock().map(|p| p.is_terminal()).unwrap_or(false) {
             info!("pod finished");
         }
     }
 
-    /// Fetches referenced ConfigMaps and Secrets and writes the volumes, retrying while they
-    /// are missing (the kubelet's `CreateContainerConfigError`). `None` if the pod was deleted.
-    async fn prepare(&self, addresses: PodAddresses) -> Option<(PodRefs, Volumes)> {
+    /// Fetches the ConfigMaps and Secrets that volumes need and writes the volumes, retrying
+    /// while they are missing. `None` if the pod was deleted meanwhile.
+    async fn prepare(&self, addresses: PodAddresses) -> Option<Volumes> {
         loop {
             let attempt = async {
                 let refs = fetch_refs(&self.ctx.client, &self.pod).await?;
-                let volumes =
-                    Volumes::materialize(&self.ctx.client, &self.pod, &refs, addresses, &self.dir)
-                        .await?;
-                Ok::<_, Error>((refs, volumes))
+                Volumes::materialize(&self.ctx.client, &self.pod, &refs, addresses, &self.dir).await
             };
             match attempt.await {
                 Ok(ready) => return Some(ready),
@@ -257,7 +239,6 @@ impl PodTask {
         container: &Container,
         slot: Slot,
         addresses: PodAddresses,
-        refs: &PodRefs,
         volumes: &Volumes,
     ) -> Outcome {
         let policy = self
@@ -269,7 +250,8 @@ impl PodTask {
         let mut stop = self.stop.clone();
         loop {
             let launched = self
-                .launch(container, addresses, refs, volumes)
+                .launch(container, addresses, volumes)
+                .await
                 .and_then(|launch| Ok((Process::spawn(&launch, &self.ctx.pgid_dir)?, launch)));
             let (mut process, launch) = match launched {
                 Ok(started) => started,
@@ -278,8 +260,7 @@ impl PodTask {
                     self.set_container(slot, |c| {
                         c.state = waiting(e.waiting_reason(), Some(e.to_string()))
                     });
-                    self.event(EventType::Warning, "Failed", &e.to_string())
-                        .await;
+                    self.event(EventType::Warning, "Failed", &e.to_string()).await;
                     let reason = match e {
                         Error::ImageNotMapped { .. } | Error::ImageMap { .. } => "ImagePullBackOff",
                         _ => e.waiting_reason(),
@@ -388,23 +369,19 @@ impl PodTask {
     }
 
     /// Resolves image, command, arguments, environment and mounts of one container start.
-    fn launch(
+    /// ConfigMaps and Secrets are read anew each time, so a start that failed for a missing
+    /// one succeeds once it has been created.
+    async fn launch(
         &self,
         container: &Container,
         addresses: PodAddresses,
-        refs: &PodRefs,
         volumes: &Volumes,
     ) -> Result<Launch> {
         let image = container.image.as_deref().unwrap_or_default();
         let map = ImageMap::load(&self.ctx.image_map)?;
         let entrypoint = map.resolve(image)?.to_owned();
-        let env = env::resolve(
-            &self.pod,
-            container,
-            addresses,
-            refs,
-            &self.base_env_for(addresses),
-        )?;
+        let refs = fetch_refs(&self.ctx.client, &self.pod).await?;
+        let env = env::resolve(&self.pod, container, addresses, &refs, &self.base_env())?;
         let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let mut argv: Vec<String> = container
             .command
@@ -435,16 +412,16 @@ impl PodTask {
             program,
             args: argv,
             mounts: volumes.mounts_for(container)?,
-            working_dir: container.working_dir.as_ref().map_or_else(
-                || self.dir.join("rootfs").join(&container.name),
-                PathBuf::from,
-            ),
+            working_dir: container
+                .working_dir
+                .as_ref()
+                .map_or_else(|| self.dir.join("rootfs").join(&container.name), PathBuf::from),
             log_file: log_dir.join(format!("{}-{restart}.log", container.name)),
             env,
         })
     }
 
-    fn base_env_for(&self, _addresses: PodAddresses) -> Vec<(String, String)> {
+    fn base_env(&self) -> Vec<(String, String)> {
         let mut base = vec![
             (
                 "PATH".to_owned(),
@@ -560,12 +537,7 @@ impl Slot {
 
 /// Writes the pod's status whenever it changes. Changes that arrive while a write is in
 /// flight are folded into the next write, so a burst costs one or two requests.
-async fn report_status(
-    api: Api<Pod>,
-    name: String,
-    runtime: Arc<Mutex<PodRuntime>>,
-    changed: Arc<Notify>,
-) {
+async fn report_status(api: Api<Pod>, name: String, runtime: Arc<Mutex<PodRuntime>>, changed: Arc<Notify>) {
     loop {
         changed.notified().await;
         if let Err(e) = patch_status(&api, &name, &runtime).await {
@@ -766,12 +738,7 @@ fn referenced_names(pod: &Pod) -> (Vec<String>, Vec<String>) {
     let Some(spec) = &pod.spec else {
         return (cms, secrets);
     };
-    for c in spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers)
-    {
+    for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
         for from in c.env_from.iter().flatten() {
             cms.extend(from.config_map_ref.as_ref().map(|r| r.name.clone()));
             secrets.extend(from.secret_ref.as_ref().map(|r| r.name.clone()));
@@ -844,11 +811,7 @@ mod tests {
             (killed.exit_code, killed.signal, killed.reason.as_str()),
             (137, Some(9), "Error")
         );
-        let clean = terminated(
-            std::process::ExitStatus::from_raw(0),
-            None,
-            Timestamp::UNIX_EPOCH,
-        );
+        let clean = terminated(std::process::ExitStatus::from_raw(0), None, Timestamp::UNIX_EPOCH);
         assert_eq!((clean.exit_code, clean.reason.as_str()), (0, "Completed"));
     }
 }

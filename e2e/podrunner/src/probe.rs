@@ -33,9 +33,7 @@ pub struct Timing {
 
 impl Timing {
     pub fn of(probe: &Probe) -> Self {
-        let secs = |v: Option<i32>, default: u64| {
-            Duration::from_secs(v.map_or(default, |s| s.max(0) as u64))
-        };
+        let secs = |v: Option<i32>, default: u64| Duration::from_secs(v.map_or(default, |s| s.max(0) as u64));
         Timing {
             initial_delay: secs(probe.initial_delay_seconds, 0),
             period: secs(probe.period_seconds, 10).max(Duration::from_secs(1)),
@@ -95,41 +93,25 @@ impl Verdict {
 pub async fn check(probe: &Probe, target: &ProbeTarget, timeout: Duration) -> Result<(), String> {
     if let Some(http) = &probe.http_get {
         let port = resolve_port(&http.port, &target.container)?;
-        let host = http
-            .host
-            .clone()
-            .unwrap_or_else(|| target.pod_ip.to_string());
-        let scheme = http
-            .scheme
-            .as_deref()
-            .unwrap_or("HTTP")
-            .to_ascii_lowercase();
+        let host = http.host.clone().unwrap_or_else(|| target.pod_ip.to_string());
+        let scheme = http.scheme.as_deref().unwrap_or("HTTP").to_ascii_lowercase();
         let path = http.path.as_deref().unwrap_or("/");
         let url = format!("{scheme}://{host}:{port}{path}");
         let mut request = target.http.get(&url).timeout(timeout);
         for header in http.http_headers.iter().flatten() {
             request = request.header(&header.name, &header.value);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("Get {url:?}: {e}"))?;
+        let response = request.send().await.map_err(|e| format!("Get {url:?}: {e}"))?;
         let status = response.status();
         return if status.is_success() || status.is_redirection() {
             Ok(())
         } else {
-            Err(format!(
-                "HTTP probe failed with statuscode: {}",
-                status.as_u16()
-            ))
+            Err(format!("HTTP probe failed with statuscode: {}", status.as_u16()))
         };
     }
     if let Some(tcp) = &probe.tcp_socket {
         let port = resolve_port(&tcp.port, &target.container)?;
-        let host = tcp
-            .host
-            .clone()
-            .unwrap_or_else(|| target.pod_ip.to_string());
+        let host = tcp.host.clone().unwrap_or_else(|| target.pod_ip.to_string());
         let address = format!("{host}:{port}");
         return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&address)).await {
             Ok(Ok(_)) => Ok(()),
@@ -197,11 +179,7 @@ mod tests {
         assert_eq!(verdict.record(true), Some(true));
         assert_eq!(verdict.record(false), None);
         assert_eq!(verdict.record(false), None);
-        assert_eq!(
-            verdict.record(true),
-            None,
-            "a success resets the failure count"
-        );
+        assert_eq!(verdict.record(true), None, "a success resets the failure count");
         assert_eq!(verdict.record(false), None);
         assert_eq!(verdict.record(false), None);
         assert_eq!(verdict.record(false), Some(false));

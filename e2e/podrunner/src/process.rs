@@ -57,11 +57,8 @@ impl Process {
             .append(true)
             .open(&launch.log_file)
             .map_err(|e| Error::io(&launch.log_file, e))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| Error::io(&launch.log_file, e))?;
-        std::fs::create_dir_all(&launch.working_dir)
-            .map_err(|e| Error::io(&launch.working_dir, e))?;
+        let log_err = log.try_clone().map_err(|e| Error::io(&launch.log_file, e))?;
+        std::fs::create_dir_all(&launch.working_dir).map_err(|e| Error::io(&launch.working_dir, e))?;
 
         let mounts = launch
             .mounts
@@ -145,11 +142,8 @@ pub async fn exec_in(
     env: &[(String, String)],
     timeout: Duration,
 ) -> std::result::Result<(), String> {
-    let (program, args) = command
-        .split_first()
-        .ok_or("exec probe has an empty command")?;
-    let ns =
-        File::open(format!("/proc/{pid}/ns/mnt")).map_err(|e| format!("container is gone: {e}"))?;
+    let (program, args) = command.split_first().ok_or("exec probe has an empty command")?;
+    let ns = File::open(format!("/proc/{pid}/ns/mnt")).map_err(|e| format!("container is gone: {e}"))?;
     let ns_fd = std::os::fd::AsRawFd::as_raw_fd(&ns);
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -179,11 +173,7 @@ pub fn kill_recorded_groups(pgid_dir: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        if let Some(pgid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        {
+        if let Some(pgid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) {
             signal_group(pgid, libc::SIGKILL);
         }
         let _ = std::fs::remove_file(entry.path());

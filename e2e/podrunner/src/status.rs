@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 use jiff::Timestamp;
 use k8s_openapi::{
     api::core::v1::{
-        ContainerState as K8sState, ContainerStateRunning, ContainerStateTerminated,
-        ContainerStateWaiting, ContainerStatus, HostIP, PodCondition, PodIP, PodStatus,
+        ContainerState as K8sState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+        ContainerStatus, HostIP, PodCondition, PodIP, PodStatus,
     },
     apimachinery::pkg::apis::meta::v1::Time,
 };
@@ -49,13 +49,8 @@ pub struct Termination {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum State {
-    Waiting {
-        reason: String,
-        message: Option<String>,
-    },
-    Running {
-        started_at: Timestamp,
-    },
+    Waiting { reason: String, message: Option<String> },
+    Running { started_at: Timestamp },
     Terminated(Termination),
 }
 
@@ -209,10 +204,7 @@ impl PodRuntime {
             } else {
                 (
                     "ContainersNotReady",
-                    Some(format!(
-                        "containers with unready status: [{}]",
-                        unready.join(" ")
-                    )),
+                    Some(format!("containers with unready status: [{}]", unready.join(" "))),
                 )
             }
         };
@@ -233,21 +225,11 @@ impl PodRuntime {
                 } else {
                     "ContainersNotInitialized"
                 },
-                (!uninitialized.is_empty()).then(|| {
-                    format!(
-                        "containers with incomplete status: [{}]",
-                        uninitialized.join(" ")
-                    )
-                }),
+                (!uninitialized.is_empty())
+                    .then(|| format!("containers with incomplete status: [{}]", uninitialized.join(" "))),
                 now,
             ),
-            self.condition(
-                "ContainersReady",
-                ready,
-                ready_reason,
-                ready_message.clone(),
-                now,
-            ),
+            self.condition("ContainersReady", ready, ready_reason, ready_message.clone(), now),
             self.condition("Ready", ready, ready_reason, ready_message, now),
             self.condition("PodScheduled", true, "", None, now),
         ];
@@ -267,12 +249,7 @@ impl PodRuntime {
                     .map(ContainerRuntime::to_status)
                     .collect()
             }),
-            container_statuses: Some(
-                self.containers
-                    .iter()
-                    .map(ContainerRuntime::to_status)
-                    .collect(),
-            ),
+            container_statuses: Some(self.containers.iter().map(ContainerRuntime::to_status).collect()),
             ..Default::default()
         }
     }
@@ -372,10 +349,7 @@ mod tests {
             pod(RestartPolicy::Always, &[RUNNING, creating]).phase(),
             "Pending"
         );
-        assert_eq!(
-            pod(RestartPolicy::Always, &[RUNNING, RUNNING]).phase(),
-            "Running"
-        );
+        assert_eq!(pod(RestartPolicy::Always, &[RUNNING, RUNNING]).phase(), "Running");
     }
 
     #[test]
@@ -388,14 +362,8 @@ mod tests {
             pod(RestartPolicy::Never, &[exited(0), exited(0)]).phase(),
             "Succeeded"
         );
-        assert_eq!(
-            pod(RestartPolicy::OnFailure, &[exited(0)]).phase(),
-            "Succeeded"
-        );
-        assert_eq!(
-            pod(RestartPolicy::OnFailure, &[exited(2)]).phase(),
-            "Running"
-        );
+        assert_eq!(pod(RestartPolicy::OnFailure, &[exited(0)]).phase(), "Succeeded");
+        assert_eq!(pod(RestartPolicy::OnFailure, &[exited(2)]).phase(), "Running");
         assert_eq!(pod(RestartPolicy::Always, &[exited(0)]).phase(), "Running");
         assert_eq!(
             pod(RestartPolicy::Never, &[exited(1), RUNNING]).phase(),

@@ -17,8 +17,7 @@ use std::{
 use k8s_openapi::api::{
     authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec},
     core::v1::{
-        Container, DownwardAPIVolumeFile, KeyToPath, Pod, ServiceAccount,
-        ServiceAccountTokenProjection,
+        Container, DownwardAPIVolumeFile, KeyToPath, Pod, ServiceAccount, ServiceAccountTokenProjection,
     },
 };
 use kube::{Api, Client, api::PostParams};
@@ -89,9 +88,7 @@ impl Volumes {
                     ),
                     None if cm.optional == Some(true) => Vec::new(),
                     None => {
-                        return Err(Error::ContainerConfig(format!(
-                            "configmap {name:?} not found"
-                        )));
+                        return Err(Error::ContainerConfig(format!("configmap {name:?} not found")));
                     }
                 }
             } else if let Some(secret) = &volume.secret {
@@ -174,12 +171,7 @@ impl Volumes {
                         }
                     }
                     if let Some(downward) = &source.downward_api {
-                        files.extend(downward_files(
-                            pod,
-                            downward.items.as_deref(),
-                            addresses,
-                            mode,
-                        )?);
+                        files.extend(downward_files(pod, downward.items.as_deref(), addresses, mode)?);
                     }
                 }
                 files
@@ -204,10 +196,7 @@ impl Volumes {
         let mut mounts = Vec::new();
         for mount in container.volume_mounts.iter().flatten() {
             let dir = self.dirs.get(&mount.name).ok_or_else(|| {
-                Error::ContainerConfig(format!(
-                    "volumeMount {:?} names no volume of the pod",
-                    mount.name
-                ))
+                Error::ContainerConfig(format!("volumeMount {:?} names no volume of the pod", mount.name))
             })?;
             let source = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 Some(sub) => {
@@ -379,10 +368,7 @@ mod tests {
 
     #[test]
     fn items_select_and_rename_keys() {
-        let data = [
-            ("a".to_owned(), b"1".to_vec()),
-            ("b".to_owned(), b"2".to_vec()),
-        ];
+        let data = [("a".to_owned(), b"1".to_vec()), ("b".to_owned(), b"2".to_vec())];
         let items = [KeyToPath {
             key: "b".into(),
             path: "dir/b.txt".into(),
@@ -391,11 +377,7 @@ mod tests {
         let files = key_files(data.clone().into_iter(), Some(&items), 0o644);
         assert_eq!(files.len(), 1);
         assert_eq!(
-            (
-                files[0].path.as_str(),
-                files[0].bytes.as_slice(),
-                files[0].mode
-            ),
+            (files[0].path.as_str(), files[0].bytes.as_slice(), files[0].mode),
             ("dir/b.txt", &b"2"[..], 0o600)
         );
         assert_eq!(key_files(data.into_iter(), None, 0o644).len(), 2);

@@ -1,1 +1,140 @@
-//! placeholder
+//! Helpers for the end-to-end suites: a client for the cluster the test command started, a
+//! namespace per test, and waits with deadlines that fail with a message saying what was
+//! awaited. The suites need a running cluster: `./x test` starts one and sets
+//! `FLOTILLA_KUBECONFIG`.
+
+use std::{future::Future, time::Duration};
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::{
+    Api, Client, Config, ResourceExt,
+    api::{DeleteParams, ListParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("FLOTILLA_KUBECONFIG is not set: run the suites with ./x test, which starts a cluster")]
+    NoCluster,
+    #[error("kubeconfig {0}: {1}")]
+    Kubeconfig(String, kube::config::KubeconfigError),
+    #[error("kubernetes api: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// A client for the cluster under test.
+pub async fn client() -> Result<Client> {
+    let path = std::env::var("FLOTILLA_KUBECONFIG").map_err(|_| Error::NoCluster)?;
+    let kubeconfig = Kubeconfig::read_from(&path).map_err(|e| Error::Kubeconfig(path.clone(), e))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| Error::Kubeconfig(path, e))?;
+    Ok(Client::try_from(config)?)
+}
+
+/// A namespace of its own for one test, so tests run in parallel without seeing each other.
+#[derive(Clone)]
+pub struct TestNamespace {
+    pub client: Client,
+    pub name: String,
+}
+
+impl TestNamespace {
+    pub async fn create(prefix: &str) -> Result<Self> {
+        let client = client().await?;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let mut ns = Namespace::default();
+        ns.metadata.generate_name = Some(format!("{prefix}-"));
+        let created = namespaces.create(&PostParams::default(), &ns).await?;
+        let name = created.name_any();
+        // Pods are refused until the namespace's default ServiceAccount exists.
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), &name);
+        eventually(Duration::from_secs(30), "the default ServiceAccount", || async {
+            Ok(accounts.get_opt("default").await?.map(|_| ()))
+        })
+        .await?;
+        Ok(TestNamespace { client, name })
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Pods matching a label selector.
+    pub async fn pods(&self, selector: &str) -> Result<Vec<Pod>> {
+        Ok(self
+            .api::<Pod>()
+            .list(&ListParams::default().labels(selector))
+            .await?
+            .items)
+    }
+
+    /// Deletes the namespace; the namespace controller and garbage collector do the rest.
+    pub async fn delete(self) -> Result<()> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        namespaces.delete(&self.name, &DeleteParams::default()).await?;
+        Ok(())
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or fails after `limit` naming `what`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Timeout(limit, what.to_owned()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The pod's phase, or "" before it has one.
+pub fn phase(pod: &Pod) -> &str {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+}
+
+/// Whether the pod's Ready condition is True.
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+pub fn pod_ip(pod: &Pod) -> Option<String> {
+    pod.status.as_ref()?.pod_ip.clone()
+}
+
+/// Whether a process with this pid is alive (and not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => !status.lines().any(|l| l.starts_with("State:") && l.contains('Z')),
+        Err(_) => false,
+    }
+}
+
+/// The Kubernetes version the cluster scripts build, from `e2e/cluster/versions.env`.
+pub fn expected_kubernetes_version() -> &'static str {
+    include_str!("../../cluster/versions.env")
+        .lines()
+        .find_map(|l| l.strip_prefix("K8S_VERSION="))
+        .unwrap_or("unknown")
+}

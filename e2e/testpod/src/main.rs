@@ -106,9 +106,7 @@ async fn run(args: Args) -> Result<(), Error> {
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
-            if let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            {
+            if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 term.recv().await;
             }
             println!("testpod got SIGTERM, shutting down");
