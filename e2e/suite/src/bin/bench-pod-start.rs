@@ -99,7 +99,10 @@ async fn direct_start(binary: &str, count: usize) -> Vec<Duration> {
             .kill_on_drop(true)
             .spawn()
             .expect("testpod binary starts");
-        while tokio::net::TcpStream::connect(("127.0.0.1", port as u16)).await.is_err() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port as u16))
+            .await
+            .is_err()
+        {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         samples.push(started.elapsed());
