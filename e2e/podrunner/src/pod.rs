@@ -585,7 +585,8 @@ async fn probe_container(
     };
     let name = target.container.name.clone();
     if let Some(startup) = &target.container.startup_probe {
-        match probe_until_verdict(startup, &target, "Startup", &events, true).await {
+        // A startup probe ends at its first verdict, whichever way it goes.
+        match run_probe(startup, &target, "Startup", &events, |_| false).await {
             true => set(&|c| {
                 c.started = true;
                 c.ready = target.container.readiness_probe.is_none();
@@ -601,35 +602,17 @@ async fn probe_container(
         }
     }
     let readiness = async {
-        let Some(probe) = &target.container.readiness_probe else {
-            return;
-        };
-        let timing = Timing::of(probe);
-        tokio::time::sleep(timing.initial_delay).await;
-        let mut verdict = Verdict::new(timing);
-        loop {
-            let result = probe::check(probe, &target, timing.timeout).await;
-            if let Err(reason) = &result {
-                publish(
-                    &events.recorder,
-                    &events.pod,
-                    EventType::Warning,
-                    "Unhealthy",
-                    &format!("Readiness probe failed: {reason}"),
-                )
-                .await;
-            }
-            if let Some(ready) = verdict.record(result.is_ok()) {
+        if let Some(probe) = &target.container.readiness_probe {
+            run_probe(probe, &target, "Readiness", &events, |ready| {
                 set(&|c| c.ready = ready);
-            }
-            tokio::time::sleep(timing.period).await;
+                true
+            })
+            .await;
         }
     };
     let liveness = async {
-        let Some(probe) = &target.container.liveness_probe else {
-            return;
-        };
-        if !probe_until_verdict(probe, &target, "Liveness", &events, false).await {
+        if let Some(probe) = &target.container.liveness_probe {
+            run_probe(probe, &target, "Liveness", &events, |alive| alive).await;
             let _ = kill
                 .send(format!(
                     "Container {name} failed liveness probe, will be restarted"
@@ -640,14 +623,14 @@ async fn probe_container(
     tokio::join!(readiness, liveness);
 }
 
-/// Probes until the verdict is `stop_on`'s opposite or `stop_on` itself; returns the verdict.
-/// A startup probe stops at its first success; a liveness probe runs until it fails.
-async fn probe_until_verdict(
+/// Probes on the probe's schedule and hands every change of verdict to `on_verdict`, which
+/// says whether to go on. Returns the verdict that stopped it. Each failure is an event.
+async fn run_probe(
     probe: &k8s_openapi::api::core::v1::Probe,
     target: &ProbeTarget,
     kind: &str,
     events: &ProbeEvents,
-    stop_on_success: bool,
+    mut on_verdict: impl FnMut(bool) -> bool,
 ) -> bool {
     let timing = Timing::of(probe);
     tokio::time::sleep(timing.initial_delay).await;
@@ -655,19 +638,20 @@ async fn probe_until_verdict(
     loop {
         let result = probe::check(probe, target, timing.timeout).await;
         if let Err(reason) = &result {
+            let note = format!("{kind} probe failed: {reason}");
             publish(
                 &events.recorder,
                 &events.pod,
                 EventType::Warning,
                 "Unhealthy",
-                &format!("{kind} probe failed: {reason}"),
+                &note,
             )
             .await;
         }
-        match verdict.record(result.is_ok()) {
-            Some(false) => return false,
-            Some(true) if stop_on_success => return true,
-            _ => {}
+        if let Some(healthy) = verdict.record(result.is_ok())
+            && !on_verdict(healthy)
+        {
+            return healthy;
         }
         tokio::time::sleep(timing.period).await;
     }

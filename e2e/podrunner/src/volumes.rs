@@ -73,43 +73,12 @@ impl Volumes {
                 volumes.dirs.insert(volume.name.clone(), dir);
                 continue;
             } else if let Some(cm) = &volume.config_map {
-                let name = cm.name.as_str();
                 let mode = cm.default_mode.map_or(0o644, |m| m as u32);
-                match refs.config_maps.get(name) {
-                    Some(found) => key_files(
-                        found
-                            .data
-                            .clone()
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (k, v.into_bytes())),
-                        cm.items.as_deref(),
-                        mode,
-                    ),
-                    None if cm.optional == Some(true) => Vec::new(),
-                    None => {
-                        return Err(Error::ContainerConfig(format!("configmap {name:?} not found")));
-                    }
-                }
+                config_map_files(refs, &cm.name, cm.items.as_deref(), cm.optional, mode)?
             } else if let Some(secret) = &volume.secret {
                 let name = secret.secret_name.as_deref().unwrap_or_default();
                 let mode = secret.default_mode.map_or(0o644, |m| m as u32);
-                match refs.secrets.get(name) {
-                    Some(found) => key_files(
-                        found
-                            .data
-                            .clone()
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (k, v.0)),
-                        secret.items.as_deref(),
-                        mode,
-                    ),
-                    None if secret.optional == Some(true) => Vec::new(),
-                    None => {
-                        return Err(Error::ContainerConfig(format!("secret {name:?} not found")));
-                    }
-                }
+                secret_files(refs, name, secret.items.as_deref(), secret.optional, mode)?
             } else if let Some(downward) = &volume.downward_api {
                 downward_files(pod, downward.items.as_deref(), addresses, 0o644)?
             } else if let Some(projected) = &volume.projected {
@@ -129,46 +98,17 @@ impl Volumes {
                         });
                     }
                     if let Some(cm) = &source.config_map {
-                        match refs.config_maps.get(&cm.name) {
-                            Some(found) => files.extend(key_files(
-                                found
-                                    .data
-                                    .clone()
-                                    .unwrap_or_default()
-                                    .into_iter()
-                                    .map(|(k, v)| (k, v.into_bytes())),
-                                cm.items.as_deref(),
-                                mode,
-                            )),
-                            None if cm.optional == Some(true) => {}
-                            None => {
-                                return Err(Error::ContainerConfig(format!(
-                                    "configmap {:?} not found",
-                                    cm.name
-                                )));
-                            }
-                        }
+                        files.extend(config_map_files(
+                            refs,
+                            &cm.name,
+                            cm.items.as_deref(),
+                            cm.optional,
+                            mode,
+                        )?);
                     }
                     if let Some(secret) = &source.secret {
-                        match refs.secrets.get(&secret.name) {
-                            Some(found) => files.extend(key_files(
-                                found
-                                    .data
-                                    .clone()
-                                    .unwrap_or_default()
-                                    .into_iter()
-                                    .map(|(k, v)| (k, v.0)),
-                                secret.items.as_deref(),
-                                mode,
-                            )),
-                            None if secret.optional == Some(true) => {}
-                            None => {
-                                return Err(Error::ContainerConfig(format!(
-                                    "secret {:?} not found",
-                                    secret.name
-                                )));
-                            }
-                        }
+                        let items = secret.items.as_deref();
+                        files.extend(secret_files(refs, &secret.name, items, secret.optional, mode)?);
                     }
                     if let Some(downward) = &source.downward_api {
                         files.extend(downward_files(pod, downward.items.as_deref(), addresses, mode)?);
@@ -273,6 +213,44 @@ async fn request_token(
         .and_then(|t| t.0.duration_since(jiff::Timestamp::now()).try_into().ok())
         .unwrap_or(Duration::from_secs(60));
     Ok((token.into_bytes(), lifetime))
+}
+
+fn config_map_files(
+    refs: &PodRefs,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: Option<bool>,
+    mode: u32,
+) -> Result<Vec<VolumeFile>> {
+    match refs.config_maps.get(name) {
+        Some(found) => {
+            let data = found
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone().into_bytes()));
+            Ok(key_files(data, items, mode))
+        }
+        None if optional == Some(true) => Ok(Vec::new()),
+        None => Err(Error::ContainerConfig(format!("configmap {name:?} not found"))),
+    }
+}
+
+fn secret_files(
+    refs: &PodRefs,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: Option<bool>,
+    mode: u32,
+) -> Result<Vec<VolumeFile>> {
+    match refs.secrets.get(name) {
+        Some(found) => {
+            let data = found.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone()));
+            Ok(key_files(data, items, mode))
+        }
+        None if optional == Some(true) => Ok(Vec::new()),
+        None => Err(Error::ContainerConfig(format!("secret {name:?} not found"))),
+    }
 }
 
 /// ConfigMap or Secret keys as files: all keys, or only `items` under their given paths.
