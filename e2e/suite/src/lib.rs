@@ -26,6 +26,8 @@ pub enum Error {
     Timeout(Duration, String),
     #[error("http: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("manifest {0}: {1}")]
+    Manifest(String, String),
 }
 
 /// A client for the cluster under test.
@@ -137,4 +139,55 @@ pub fn expected_kubernetes_version() -> &'static str {
         .lines()
         .find_map(|l| l.strip_prefix("K8S_VERSION="))
         .unwrap_or("unknown")
+}
+
+/// Installs Flotilla's CRDs from the committed `crds/*.yaml` (what users apply) with
+/// server-side apply, and waits until the API serves them. Safe to call from many tests.
+pub async fn install_crds(client: &Client) -> Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams};
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crds");
+    let mut names = Vec::new();
+    for file in ["gameserverfleets.yaml", "gameservers.yaml"] {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Manifest(path.display().to_string(), e.to_string()))?;
+        let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&text)
+            .map_err(|e| Error::Manifest(path.display().to_string(), e.to_string()))?;
+        let name = crd.name_any();
+        crds.patch(
+            &name,
+            &PatchParams::apply("flotilla-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+        names.push(name);
+    }
+    for name in names {
+        eventually(
+            Duration::from_secs(30),
+            &format!("CRD {name} to be established"),
+            || async {
+                let crd = crds.get(&name).await?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+                Ok(established.then_some(()))
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Reads a YAML manifest of the repository, relative to its root.
+pub fn manifest<T: serde::de::DeserializeOwned>(path: &str) -> Result<T> {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path);
+    let text = std::fs::read_to_string(&full).map_err(|e| Error::Manifest(path.to_owned(), e.to_string()))?;
+    serde_yaml_ng::from_str(&text).map_err(|e| Error::Manifest(path.to_owned(), e.to_string()))
 }

@@ -1,0 +1,26 @@
+//! Flotilla's Kubernetes resources under `flotilla.dev/v1alpha1` and the types other crates
+//! share with them. No I/O: the operator, the game server and the tests all build on these.
+//!
+//! - [`GameServerFleet`] (`gsf`): a scalable set of game servers from one template;
+//! - [`GameServer`] (`gs`): one server, owned by its fleet, owning its pod;
+//! - [`GameServerState`]: the lifecycle every server follows, and which changes are allowed.
+
+pub mod fleet;
+pub mod game_server;
+pub mod labels;
+pub mod state;
+
+pub use fleet::{
+    FleetStrategy, GameServerFleet, GameServerFleetSpec, GameServerFleetStatus, GameServerTemplate,
+    RollingUpdate, StrategyType,
+};
+pub use game_server::{
+    Allocation, GameServer, GameServerPort, GameServerSpec, GameServerStatus, Health, PlayerStatus, Players,
+    PortStatus, Protocol, Scheduling,
+};
+pub use state::GameServerState;
+
+/// The API group of every Flotilla resource.
+pub const GROUP: &str = "flotilla.dev";
+/// The served and stored version.
+pub const VERSION: &str = "v1alpha1";
