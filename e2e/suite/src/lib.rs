@@ -191,3 +191,42 @@ pub fn manifest<T: serde::de::DeserializeOwned>(path: &str) -> Result<T> {
     let text = std::fs::read_to_string(&full).map_err(|e| Error::Manifest(path.to_owned(), e.to_string()))?;
     serde_yaml_ng::from_str(&text).map_err(|e| Error::Manifest(path.to_owned(), e.to_string()))
 }
+
+/// An operator process watching one namespace, stopped when dropped. Its log goes to
+/// `$CARGO_TARGET_DIR/e2e-logs/operator-<namespace>.log`.
+pub struct Operator {
+    child: tokio::process::Child,
+}
+
+impl Operator {
+    pub fn start(namespace: &str) -> Result<Self> {
+        let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+        let binary = std::env::var("FLOTILLA_OPERATOR_BIN")
+            .unwrap_or_else(|_| format!("{target}/debug/flotilla-operator"));
+        let kubeconfig = std::env::var("FLOTILLA_KUBECONFIG").map_err(|_| Error::NoCluster)?;
+        let logs = std::path::Path::new(&target).join("e2e-logs");
+        std::fs::create_dir_all(&logs)
+            .map_err(|e| Error::Manifest(logs.display().to_string(), e.to_string()))?;
+        let log_path = logs.join(format!("operator-{namespace}.log"));
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| Error::Manifest(log_path.display().to_string(), e.to_string()))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| Error::Manifest(log_path.display().to_string(), e.to_string()))?;
+        let child = tokio::process::Command::new(&binary)
+            .args(["--namespace", namespace])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(log)
+            .stderr(log_err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| Error::Manifest(binary.clone(), format!("starting the operator: {e}")))?;
+        Ok(Operator { child })
+    }
+
+    /// The operator's process id, to kill it like a crash would.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}

@@ -1,0 +1,215 @@
+//! The operator on the local cluster: fleets become game servers with pods, addresses and
+//! nodes; scaling up and down works and never removes an allocated server; a server whose
+//! process dies is replaced. Each test runs its own operator, watching only its namespace.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use flotilla_api::{GameServer, GameServerFleet, GameServerState, labels};
+use flotilla_e2e::{Operator, TestNamespace, eventually, install_crds, manifest, process_alive};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+
+type TestResult = flotilla_e2e::Result<()>;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct FleetTest {
+    ns: TestNamespace,
+    _operator: Operator,
+    fleets: Api<GameServerFleet>,
+    servers: Api<GameServer>,
+}
+
+impl FleetTest {
+    /// A namespace with the CRDs, an operator, and the sample fleet running `flotilla/testpod`
+    /// (an HTTP server standing in for a game server until the QUIC server exists).
+    async fn start(prefix: &str, replicas: i32) -> flotilla_e2e::Result<Self> {
+        let ns = TestNamespace::create(prefix).await?;
+        install_crds(&ns.client).await?;
+        let operator = Operator::start(&ns.name)?;
+        let mut fleet: GameServerFleet = manifest("manifests/examples/fleet.yaml")?;
+        fleet.spec.replicas = replicas;
+        let container = &mut fleet
+            .spec
+            .template
+            .spec
+            .template
+            .spec
+            .as_mut()
+            .expect("pod spec")
+            .containers[0];
+        container.image = Some("flotilla/testpod".into());
+        container.args = Some(vec!["--port".into(), "7777".into()]);
+        let fleets: Api<GameServerFleet> = ns.api();
+        fleets.create(&PostParams::default(), &fleet).await?;
+        Ok(FleetTest {
+            servers: ns.api(),
+            fleets,
+            ns,
+            _operator: operator,
+        })
+    }
+
+    async fn servers(&self) -> flotilla_e2e::Result<Vec<GameServer>> {
+        let selector = format!("{}=arena", labels::FLEET);
+        Ok(self
+            .servers
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items)
+    }
+
+    /// Waits for exactly `count` live servers, all at least Scheduled with an address.
+    async fn scheduled(&self, count: usize) -> flotilla_e2e::Result<Vec<GameServer>> {
+        eventually(WAIT, &format!("{count} scheduled game servers"), || async {
+            let servers: Vec<GameServer> = self
+                .servers()
+                .await?
+                .into_iter()
+                .filter(|s| s.metadata.deletion_timestamp.is_none())
+                .collect();
+            let placed = servers.iter().all(|s| {
+                s.status.as_ref().is_some_and(|st| {
+                    st.address.is_some() && st.node_name.is_some() && st.state != GameServerState::Creating
+                })
+            });
+            Ok((servers.len() == count && placed).then_some(servers))
+        })
+        .await
+    }
+
+    /// Sets a server's state the way the SDK endpoint and the allocator will.
+    async fn set_state(&self, name: &str, state: GameServerState) -> flotilla_e2e::Result<()> {
+        let patch = json!({"status": {"state": state}});
+        self.servers
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn scale(&self, replicas: i32) -> flotilla_e2e::Result<()> {
+        let patch = json!({"spec": {"replicas": replicas}});
+        self.fleets
+            .patch_scale("arena", &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+        Ok(())
+    }
+}
+
+fn names(servers: &[GameServer]) -> BTreeSet<String> {
+    servers.iter().map(ResourceExt::name_any).collect()
+}
+
+#[tokio::test]
+async fn fleet_servers_get_pods_addresses_and_nodes_and_the_fleet_counts_them() -> TestResult {
+    let test = FleetTest::start("fleet-basic", 3).await?;
+    let servers = test.scheduled(3).await?;
+    let pods: Api<Pod> = test.ns.api();
+    for server in &servers {
+        let pod = pods.get(&server.name_any()).await?;
+        let status = server.status.as_ref().expect("status");
+        assert_eq!(
+            pod.status.and_then(|s| s.pod_ip),
+            status.address,
+            "the address is the pod's"
+        );
+        assert_eq!(
+            pod.metadata.owner_references.expect("owned")[0].name,
+            server.name_any()
+        );
+        assert_eq!(status.ports[0].port, 7777);
+    }
+    eventually(WAIT, "fleet status to count 3 servers", || async {
+        let fleet = test.fleets.get("arena").await?;
+        Ok(fleet.status.filter(|s| s.replicas == 3).map(|_| ()))
+    })
+    .await?;
+    test.ns.delete().await
+}
+
+#[tokio::test]
+async fn allocated_servers_survive_scale_to_zero() -> TestResult {
+    let test = FleetTest::start("fleet-alloc", 4).await?;
+    let servers = test.scheduled(4).await?;
+    let allocated: BTreeSet<String> = names(&servers).into_iter().take(2).collect();
+    for name in &allocated {
+        test.set_state(name, GameServerState::Ready).await?;
+        test.set_state(name, GameServerState::Allocated).await?;
+    }
+    test.scale(0).await?;
+    let left = eventually(WAIT, "only the allocated servers to remain", || async {
+        let live: Vec<GameServer> = test
+            .servers()
+            .await?
+            .into_iter()
+            .filter(|s| s.metadata.deletion_timestamp.is_none())
+            .collect();
+        Ok((live.len() == 2).then_some(live))
+    })
+    .await?;
+    assert_eq!(names(&left), allocated, "exactly the allocated servers survive");
+    let status = eventually(WAIT, "fleet status after scale-down", || async {
+        let status = test.fleets.get("arena").await?.status;
+        Ok(status.filter(|s| s.replicas == 2 && s.allocated_replicas == 2))
+    })
+    .await?;
+    assert_eq!(status.ready_replicas, 0);
+    test.ns.delete().await
+}
+
+#[tokio::test]
+async fn scale_down_removes_servers_that_are_not_ready_before_ready_ones() -> TestResult {
+    let test = FleetTest::start("fleet-order", 3).await?;
+    let servers = test.scheduled(3).await?;
+    let ready = servers[1].name_any();
+    test.set_state(&ready, GameServerState::RequestReady).await?;
+    eventually(WAIT, "the server to be confirmed Ready", || async {
+        let server = test.servers.get(&ready).await?;
+        Ok((server.status.map(|s| s.state) == Some(GameServerState::Ready)).then_some(()))
+    })
+    .await?;
+    test.scale(1).await?;
+    let left = test.scheduled(1).await?;
+    assert_eq!(left[0].name_any(), ready, "the Ready server is the one kept");
+    test.ns.delete().await
+}
+
+#[tokio::test]
+async fn a_server_whose_process_dies_turns_unhealthy_and_is_replaced() -> TestResult {
+    let test = FleetTest::start("fleet-heal", 1).await?;
+    let original = test.scheduled(1).await?.remove(0);
+    let pods: Api<Pod> = test.ns.api();
+    let pid: u32 = eventually(WAIT, "the game server process", || async {
+        let pod = pods.get(&original.name_any()).await?;
+        Ok(pod
+            .status
+            .and_then(|s| s.container_statuses)
+            .and_then(|c| c[0].container_id.clone())
+            .and_then(|id| id.strip_prefix("process://").and_then(|p| p.parse().ok())))
+    })
+    .await?;
+    assert!(process_alive(pid));
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .map_err(|e| flotilla_e2e::Error::Manifest("kill".into(), e.to_string()))?;
+
+    let replacement = eventually(WAIT, "a replacement server", || async {
+        let servers = test.scheduled(1).await?;
+        Ok(servers.into_iter().find(|s| s.name_any() != original.name_any()))
+    })
+    .await?;
+    assert_ne!(replacement.name_any(), original.name_any());
+    assert!(
+        test.servers
+            .get_opt(&original.name_any())
+            .await?
+            .is_none_or(|s| s.metadata.deletion_timestamp.is_some()),
+        "the unhealthy server is deleted"
+    );
+    test.ns.delete().await
+}

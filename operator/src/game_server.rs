@@ -1,0 +1,265 @@
+//! The game-server controller: creates each GameServer's pod and moves the server through its
+//! states as the pod is scheduled, gets an address, fails or disappears. State changes the game
+//! server asks for itself (Ready, Allocate, Shutdown) arrive through the SDK; this controller
+//! only confirms them (`RequestReady` → `Ready` once the pod has an address).
+
+use std::{sync::Arc, time::Duration};
+
+use flotilla_api::{GameServer, GameServerState, GameServerStatus, PortStatus};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    runtime::controller::Action,
+};
+use tracing::{info, instrument, warn};
+
+use crate::{
+    context::Context,
+    error::{Error, Result},
+    pod,
+};
+
+#[instrument(skip_all, fields(namespace = %server.namespace().unwrap_or_default(), name = %server.name_any()))]
+pub async fn reconcile(server: Arc<GameServer>, ctx: Arc<Context>) -> Result<Action> {
+    if server.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let namespace = server.namespace().unwrap_or_default();
+    let name = server.name_any();
+    let servers: Api<GameServer> = Api::namespaced(ctx.client.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let current = server.status.clone().unwrap_or_default();
+
+    if current.state == GameServerState::Shutdown {
+        info!("deleting shut-down game server");
+        match servers.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+        return Ok(Action::await_change());
+    }
+
+    let existing = pods.get_opt(&name).await?;
+    let mut next = next_status(&server, existing.as_ref());
+    if existing.is_none() && current.state == GameServerState::Creating {
+        match create_pod(&pods, &server).await {
+            Ok(()) => {}
+            Err(reason) => {
+                warn!(%reason, "pod cannot be created");
+                next.state = GameServerState::Error;
+                next.message = Some(reason);
+            }
+        }
+    }
+    if next != current {
+        if next.state != current.state {
+            info!(from = %current.state, to = %next.state, message = next.message.as_deref(), "state changed");
+        }
+        let patch = serde_json::json!({ "status": next });
+        servers
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+    }
+    Ok(Action::await_change())
+}
+
+pub fn error_policy(_server: Arc<GameServer>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(kind = error.kind(), %error, "game server reconcile failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Creates the pod; `Err` carries why it can never be created (an invalid template).
+async fn create_pod(pods: &Api<Pod>, server: &GameServer) -> std::result::Result<(), String> {
+    let pod = pod::build(server).map_err(|e| e.to_string())?;
+    match pods.create(&PostParams::default(), &pod).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 422 || e.code == 400 => {
+            Err(format!("pod rejected: {}", e.message))
+        }
+        // Anything else (a timeout, a conflict) is retried by the controller's error policy.
+        Err(e) => {
+            warn!(error = %e, "pod creation failed, will retry");
+            Ok(())
+        }
+    }
+}
+
+/// The status the server should have, given its pod (or the lack of one). Moves only along
+/// the state machine: a failed server never recovers, an allocated one keeps its allocation.
+pub fn next_status(server: &GameServer, pod: Option<&Pod>) -> GameServerStatus {
+    let mut status = server.status.clone().unwrap_or_default();
+    let Some(pod) = pod else {
+        if status.state != GameServerState::Creating {
+            transition(
+                &mut status,
+                GameServerState::Unhealthy,
+                Some("the game server's pod is gone".into()),
+            );
+        }
+        return status;
+    };
+
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending");
+    if pod.metadata.deletion_timestamp.is_some() {
+        transition(
+            &mut status,
+            GameServerState::Unhealthy,
+            Some("the game server's pod is being deleted".into()),
+        );
+        return status;
+    }
+    if matches!(phase, "Failed" | "Succeeded") {
+        transition(
+            &mut status,
+            GameServerState::Unhealthy,
+            Some(format!("the game server's pod has {}", phase.to_lowercase())),
+        );
+        return status;
+    }
+    let restarts = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |c| c.iter().map(|c| c.restart_count).sum::<i32>());
+    if restarts > 0 {
+        transition(
+            &mut status,
+            GameServerState::Unhealthy,
+            Some("a container of the game server restarted".into()),
+        );
+        return status;
+    }
+
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+    let address = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+    if node.is_some() {
+        status.node_name = node;
+        transition(&mut status, GameServerState::Scheduled, None);
+    }
+    if address.is_some() {
+        status.address = address;
+        status.ports = server
+            .spec
+            .ports
+            .iter()
+            .map(|p| PortStatus {
+                name: p.name.clone(),
+                port: p.container_port,
+                protocol: p.protocol,
+            })
+            .collect();
+        if status.state == GameServerState::RequestReady {
+            transition(&mut status, GameServerState::Ready, None);
+        }
+    }
+    status
+}
+
+/// Moves to `next` if the state machine allows it, recording why.
+fn transition(status: &mut GameServerStatus, next: GameServerState, message: Option<String>) {
+    if status.state != next && status.state.can_become(next) {
+        status.state = next;
+        if message.is_some() {
+            status.message = message;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_api::GameServerSpec;
+    use k8s_openapi::api::core::v1::{ContainerStatus, PodSpec, PodStatus};
+
+    use super::*;
+    use GameServerState::*;
+
+    fn server(state: GameServerState) -> GameServer {
+        let spec: GameServerSpec = serde_json::from_value(serde_json::json!({
+            "ports": [{"name": "game", "containerPort": 7777}],
+            "template": {"spec": {"containers": [{"name": "gs", "image": "flotilla/gameserver"}]}},
+        }))
+        .expect("spec");
+        let mut gs = GameServer::new("gs-1", spec);
+        gs.status = Some(GameServerStatus {
+            state,
+            ..Default::default()
+        });
+        gs
+    }
+
+    fn pod(node: Option<&str>, ip: Option<&str>, phase: &str, restarts: i32) -> Pod {
+        Pod {
+            spec: Some(PodSpec {
+                node_name: node.map(Into::into),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                pod_ip: ip.map(Into::into),
+                container_statuses: Some(vec![ContainerStatus {
+                    restart_count: restarts,
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_bound_pod_makes_the_server_scheduled_with_its_address() {
+        let next = next_status(
+            &server(Creating),
+            Some(&pod(Some("node-1"), Some("127.9.1.4"), "Running", 0)),
+        );
+        assert_eq!(next.state, Scheduled);
+        assert_eq!(next.address.as_deref(), Some("127.9.1.4"));
+        assert_eq!(next.node_name.as_deref(), Some("node-1"));
+        assert_eq!(next.ports[0].port, 7777);
+    }
+
+    #[test]
+    fn request_ready_becomes_ready_once_the_pod_has_an_address() {
+        let waiting = next_status(&server(RequestReady), Some(&pod(Some("n"), None, "Pending", 0)));
+        assert_eq!(waiting.state, RequestReady);
+        let ready = next_status(
+            &server(RequestReady),
+            Some(&pod(Some("n"), Some("127.9.1.4"), "Running", 0)),
+        );
+        assert_eq!(ready.state, Ready);
+    }
+
+    #[test]
+    fn a_failed_restarted_or_missing_pod_makes_the_server_unhealthy() {
+        for (state, pod) in [
+            (Ready, Some(pod(Some("n"), Some("ip"), "Failed", 0))),
+            (Allocated, Some(pod(Some("n"), Some("ip"), "Running", 1))),
+            (Scheduled, None),
+        ] {
+            let next = next_status(&server(state), pod.as_ref());
+            assert_eq!(next.state, Unhealthy, "from {state}");
+            assert!(next.message.is_some(), "says why");
+        }
+    }
+
+    #[test]
+    fn a_new_server_without_a_pod_stays_creating() {
+        assert_eq!(next_status(&server(Creating), None).state, Creating);
+    }
+
+    #[test]
+    fn an_allocated_server_stays_allocated_while_its_pod_runs() {
+        let next = next_status(
+            &server(Allocated),
+            Some(&pod(Some("n"), Some("ip"), "Running", 0)),
+        );
+        assert_eq!(next.state, Allocated);
+    }
+}
