@@ -15,6 +15,31 @@ pub enum Error {
         what: &'static str,
         source: serde_json::Error,
     },
+
+    /// An SDK caller without a valid token of its pod (audience `flotilla.dev/sdk`).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+
+    /// An SDK caller whose pod is not a game server's.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+
+    #[error("game server {0} not found")]
+    NotFound(String),
+
+    /// A state change the state machine does not allow.
+    #[error("a game server cannot go from {from} to {to}")]
+    Transition {
+        from: flotilla_api::GameServerState,
+        to: flotilla_api::GameServerState,
+    },
+
+    /// An SDK request that cannot be carried out as asked (bad field, full server).
+    #[error("{0}")]
+    BadRequest(String),
+
+    #[error("serving on {address}: {source}")]
+    Serve { address: String, source: std::io::Error },
 }
 
 impl Error {
@@ -24,6 +49,12 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::InvalidTemplate(_) => "invalid_template",
             Error::Serialize { .. } => "serialize",
+            Error::Unauthenticated(_) => "unauthenticated",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not_found",
+            Error::Transition { .. } => "transition",
+            Error::BadRequest(_) => "bad_request",
+            Error::Serve { .. } => "serve",
         }
     }
 }

@@ -44,13 +44,26 @@ pub async fn reconcile(server: Arc<GameServer>, ctx: Arc<Context>) -> Result<Act
     let existing = pods.get_opt(&name).await?;
     let mut next = next_status(&server, existing.as_ref());
     if existing.is_none() && current.state == GameServerState::Creating {
-        match create_pod(&pods, &server).await {
+        match create_pod(&pods, &server, &ctx.sdk_url).await {
             Ok(()) => {}
             Err(reason) => {
                 warn!(%reason, "pod cannot be created");
                 next.state = GameServerState::Error;
                 next.message = Some(reason);
             }
+        }
+    }
+    // A reservation that ran out returns the server to Ready; until then, look again when it ends.
+    let mut requeue = None;
+    if next.state == GameServerState::Reserved
+        && let Some(until) = next.reserved_until.as_ref().map(|t| t.0)
+    {
+        let left = until.duration_since(jiff::Timestamp::now());
+        if left.is_positive() {
+            requeue = Some(Duration::try_from(left).unwrap_or(Duration::from_secs(1)));
+        } else {
+            next.state = GameServerState::Ready;
+            next.reserved_until = None;
         }
     }
     if next != current {
@@ -62,7 +75,7 @@ pub async fn reconcile(server: Arc<GameServer>, ctx: Arc<Context>) -> Result<Act
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
             .await?;
     }
-    Ok(Action::await_change())
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
 pub fn error_policy(_server: Arc<GameServer>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -71,8 +84,8 @@ pub fn error_policy(_server: Arc<GameServer>, error: &Error, _ctx: Arc<Context>)
 }
 
 /// Creates the pod; `Err` carries why it can never be created (an invalid template).
-async fn create_pod(pods: &Api<Pod>, server: &GameServer) -> std::result::Result<(), String> {
-    let pod = pod::build(server).map_err(|e| e.to_string())?;
+async fn create_pod(pods: &Api<Pod>, server: &GameServer, sdk_url: &str) -> std::result::Result<(), String> {
+    let pod = pod::build(server, sdk_url).map_err(|e| e.to_string())?;
     match pods.create(&PostParams::default(), &pod).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),

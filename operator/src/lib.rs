@@ -9,8 +9,11 @@ pub mod context;
 pub mod error;
 pub mod fleet;
 pub mod game_server;
+pub mod health;
 pub mod pod;
 pub mod scale_down;
+pub mod sdk;
+pub mod sdk_auth;
 
 use std::sync::Arc;
 
@@ -19,14 +22,24 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, Client,
-    runtime::{Controller, watcher},
+    runtime::{Controller, WatchStreamExt, reflector, watcher},
 };
 use tracing::{info, warn};
 
-use crate::{args::Args, context::Context, error::Result};
+use crate::{
+    args::Args,
+    context::Context,
+    error::{Error, Result},
+    sdk::SdkState,
+    sdk_auth::Authenticator,
+};
 
 pub async fn run(args: Args) -> Result<()> {
-    let Args { namespace } = args;
+    let Args {
+        namespace,
+        sdk_addr,
+        sdk_url,
+    } = args;
     let client = Client::try_default().await?;
     let scoped = |client: &Client| -> (Api<GameServerFleet>, Api<GameServer>, Api<Pod>) {
         match &namespace {
@@ -43,11 +56,32 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
     let (fleets, servers, pods) = scoped(&client);
-    let ctx = Arc::new(Context { client });
-    info!(
-        namespace = namespace.as_deref().unwrap_or("<all>"),
-        "operator starting"
-    );
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        sdk_url,
+    });
+    info!(namespace = namespace.as_deref().unwrap_or("<all>"), %sdk_addr, "operator starting");
+
+    // The SDK endpoint, and the health monitor that reads its heartbeats against a cache of
+    // the game servers kept by a watch.
+    let sdk_state = Arc::new(SdkState {
+        client: client.clone(),
+        auth: Authenticator::new(client.clone()),
+        heartbeats: Default::default(),
+    });
+    let listener = tokio::net::TcpListener::bind(sdk_addr)
+        .await
+        .map_err(|source| Error::Serve {
+            address: sdk_addr.to_string(),
+            source,
+        })?;
+    let sdk_server = axum::serve(listener, sdk::router(sdk_state.clone()));
+    let (server_cache, cache_writer) = reflector::store();
+    let server_watch = reflector(cache_writer, watcher(servers.clone(), watcher::Config::default()))
+        .default_backoff()
+        .touched_objects()
+        .for_each(|_| async {});
+    let health_monitor = health::monitor(client, server_cache, sdk_state.heartbeats.clone());
 
     let fleet_controller = Controller::new(fleets, watcher::Config::default())
         .owns(servers.clone(), watcher::Config::default())
@@ -68,7 +102,13 @@ pub async fn run(args: Args) -> Result<()> {
                 warn!(error = %e, "game server controller");
             }
         });
-    futures::join!(fleet_controller, server_controller);
+    // The controllers end on SIGTERM or Ctrl-C; the rest ends with them.
+    tokio::select! {
+        _ = async { futures::join!(fleet_controller, server_controller) } => {}
+        result = sdk_server => result.map_err(|source| Error::Serve { address: sdk_addr.to_string(), source })?,
+        _ = server_watch => {}
+        _ = health_monitor => {}
+    }
     info!("operator stopped");
     Ok(())
 }

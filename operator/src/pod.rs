@@ -9,21 +9,29 @@ use flotilla_api::{GameServer, Protocol, Scheduling, labels};
 use k8s_openapi::{
     api::core::v1::{
         Affinity, Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodAffinity,
-        PodAffinityTerm, WeightedPodAffinityTerm,
+        PodAffinityTerm, ProjectedVolumeSource, ServiceAccountTokenProjection, Volume, VolumeMount,
+        VolumeProjection, WeightedPodAffinityTerm,
     },
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
 };
 use kube::{Resource, ResourceExt};
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    sdk_auth,
+};
 
 /// Environment variables every game-server container gets.
 pub const ENV_NAME: &str = "FLOTILLA_GAMESERVER_NAME";
 pub const ENV_NAMESPACE: &str = "FLOTILLA_GAMESERVER_NAMESPACE";
 pub const ENV_POD_IP: &str = "POD_IP";
+pub const ENV_SDK_URL: &str = "FLOTILLA_SDK_URL";
+pub const ENV_SDK_TOKEN_FILE: &str = "FLOTILLA_SDK_TOKEN_FILE";
+const SDK_TOKEN_VOLUME: &str = "flotilla-sdk-token";
 
 /// Builds the pod for `server`; fails if the template names a container it does not have.
-pub fn build(server: &GameServer) -> Result<Pod> {
+/// `sdk_url` is where the game server reaches the SDK endpoint.
+pub fn build(server: &GameServer, sdk_url: &str) -> Result<Pod> {
     let name = server.name_any();
     let mut template = server.spec.template.clone();
     let mut pod_spec = template.spec.take().unwrap_or_default();
@@ -53,6 +61,8 @@ pub fn build(server: &GameServer) -> Result<Pod> {
     };
     set_default(literal(ENV_NAME, &name));
     set_default(literal(ENV_NAMESPACE, &server.namespace().unwrap_or_default()));
+    set_default(literal(ENV_SDK_URL, sdk_url));
+    set_default(literal(ENV_SDK_TOKEN_FILE, sdk_auth::TOKEN_PATH));
     set_default(EnvVar {
         name: ENV_POD_IP.into(),
         value_from: Some(EnvVarSource {
@@ -60,6 +70,34 @@ pub fn build(server: &GameServer) -> Result<Pod> {
                 field_path: "status.podIP".into(),
                 ..Default::default()
             }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+
+    // The pod's own token for the SDK endpoint: bound to this pod, so it identifies this
+    // server and no other, and renewed by the kubelet before it expires.
+    let token_dir = sdk_auth::TOKEN_PATH.rsplit_once('/').map_or("/", |(dir, _)| dir);
+    container
+        .volume_mounts
+        .get_or_insert_with(Vec::new)
+        .push(VolumeMount {
+            name: SDK_TOKEN_VOLUME.into(),
+            mount_path: token_dir.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    pod_spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: SDK_TOKEN_VOLUME.into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![VolumeProjection {
+                service_account_token: Some(ServiceAccountTokenProjection {
+                    audience: Some(sdk_auth::AUDIENCE.into()),
+                    expiration_seconds: Some(sdk_auth::TOKEN_SECONDS),
+                    path: "token".into(),
+                }),
+                ..Default::default()
+            }]),
             ..Default::default()
         }),
         ..Default::default()
@@ -165,7 +203,7 @@ mod tests {
 
     #[test]
     fn ports_and_identity_go_to_the_named_container() {
-        let pod = build(&server(spec(Some("server")))).expect("builds");
+        let pod = build(&server(spec(Some("server"))), "http://sdk:9358").expect("builds");
         let containers = pod.spec.expect("spec").containers;
         assert!(containers[0].ports.is_none(), "the sidecar is left alone");
         let ports = containers[1].ports.clone().expect("ports");
@@ -190,7 +228,7 @@ mod tests {
 
     #[test]
     fn pod_is_owned_by_its_server_and_labelled_with_it_and_its_fleet() {
-        let pod = build(&server(spec(None))).expect("builds");
+        let pod = build(&server(spec(None)), "http://sdk:9358").expect("builds");
         let owner = &pod.metadata.owner_references.expect("owned")[0];
         assert_eq!(
             (owner.kind.as_str(), owner.controller),
@@ -211,7 +249,7 @@ mod tests {
 
     #[test]
     fn packed_servers_prefer_nodes_running_their_fleet() {
-        let pod = build(&server(spec(None))).expect("builds");
+        let pod = build(&server(spec(None)), "http://sdk:9358").expect("builds");
         let terms = pod
             .spec
             .and_then(|s| s.affinity)
@@ -223,7 +261,7 @@ mod tests {
 
     #[test]
     fn a_missing_named_container_is_a_clear_error() {
-        let err = build(&server(spec(Some("nope")))).expect_err("no such container");
+        let err = build(&server(spec(Some("nope"))), "http://sdk:9358").expect_err("no such container");
         assert_eq!(
             err.to_string(),
             r#"invalid game server template: spec.container "nope" is not a container of the pod template"#

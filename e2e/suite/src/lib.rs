@@ -83,7 +83,7 @@ impl TestNamespace {
     }
 
     /// Deletes the namespace; the namespace controller and garbage collector do the rest.
-    pub async fn delete(self) -> Result<()> {
+    pub async fn delete(&self) -> Result<()> {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         namespaces.delete(&self.name, &DeleteParams::default()).await?;
         Ok(())
@@ -192,10 +192,11 @@ pub fn manifest<T: serde::de::DeserializeOwned>(path: &str) -> Result<T> {
     serde_yaml_ng::from_str(&text).map_err(|e| Error::Manifest(path.to_owned(), e.to_string()))
 }
 
-/// An operator process watching one namespace, stopped when dropped. Its log goes to
-/// `$CARGO_TARGET_DIR/e2e-logs/operator-<namespace>.log`.
+/// An operator process watching one namespace, stopped when dropped. Its SDK endpoint listens
+/// on a free loopback port; its log goes to `$CARGO_TARGET_DIR/e2e-logs/operator-<namespace>.log`.
 pub struct Operator {
     child: tokio::process::Child,
+    pub sdk_url: String,
 }
 
 impl Operator {
@@ -204,29 +205,130 @@ impl Operator {
         let binary = std::env::var("FLOTILLA_OPERATOR_BIN")
             .unwrap_or_else(|_| format!("{target}/debug/flotilla-operator"));
         let kubeconfig = std::env::var("FLOTILLA_KUBECONFIG").map_err(|_| Error::NoCluster)?;
+        let io = |what: &str, e: std::io::Error| Error::Manifest(what.to_owned(), e.to_string());
         let logs = std::path::Path::new(&target).join("e2e-logs");
-        std::fs::create_dir_all(&logs)
-            .map_err(|e| Error::Manifest(logs.display().to_string(), e.to_string()))?;
-        let log_path = logs.join(format!("operator-{namespace}.log"));
-        let log = std::fs::File::create(&log_path)
-            .map_err(|e| Error::Manifest(log_path.display().to_string(), e.to_string()))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| Error::Manifest(log_path.display().to_string(), e.to_string()))?;
+        std::fs::create_dir_all(&logs).map_err(|e| io("e2e-logs", e))?;
+        let log = std::fs::File::create(logs.join(format!("operator-{namespace}.log")))
+            .map_err(|e| io("log", e))?;
+        let log_err = log.try_clone().map_err(|e| io("log", e))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| io("free port", e))?
+            .port();
+        let sdk_url = format!("http://127.0.0.1:{port}");
         let child = tokio::process::Command::new(&binary)
-            .args(["--namespace", namespace])
+            .args([
+                "--namespace",
+                namespace,
+                "--sdk-addr",
+                &format!("127.0.0.1:{port}"),
+                "--sdk-url",
+                &sdk_url,
+            ])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(log)
             .stderr(log_err)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| Error::Manifest(binary.clone(), format!("starting the operator: {e}")))?;
-        Ok(Operator { child })
+            .map_err(|e| io(&binary, e))?;
+        Ok(Operator { child, sdk_url })
     }
 
     /// The operator's process id, to kill it like a crash would.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+}
+
+/// A namespace with the CRDs, its own operator, and the sample fleet `arena` running
+/// `flotilla/testpod` (an HTTP server standing in for a game server until the QUIC server
+/// exists). `health` replaces the sample's health settings.
+pub struct FleetFixture {
+    pub ns: TestNamespace,
+    pub operator: Operator,
+    pub fleets: Api<flotilla_api::GameServerFleet>,
+    pub servers: Api<flotilla_api::GameServer>,
+}
+
+impl FleetFixture {
+    pub async fn start(prefix: &str, replicas: i32, health: flotilla_api::Health) -> Result<Self> {
+        let ns = TestNamespace::create(prefix).await?;
+        install_crds(&ns.client).await?;
+        let operator = Operator::start(&ns.name)?;
+        let mut fleet: flotilla_api::GameServerFleet = manifest("manifests/examples/fleet.yaml")?;
+        fleet.spec.replicas = replicas;
+        fleet.spec.template.spec.health = health;
+        if let Some(pod) = fleet.spec.template.spec.template.spec.as_mut() {
+            let container = &mut pod.containers[0];
+            container.image = Some("flotilla/testpod".into());
+            container.args = Some(vec!["--port".into(), "7777".into()]);
+        }
+        let fleets: Api<flotilla_api::GameServerFleet> = ns.api();
+        fleets.create(&PostParams::default(), &fleet).await?;
+        Ok(FleetFixture {
+            servers: ns.api(),
+            fleets,
+            ns,
+            operator,
+        })
+    }
+
+    /// Health checking off: for tests whose servers never send heartbeats.
+    pub fn no_health() -> flotilla_api::Health {
+        flotilla_api::Health {
+            disabled: true,
+            ..Default::default()
+        }
+    }
+
+    /// The fleet's servers that are not being deleted.
+    pub async fn live_servers(&self) -> Result<Vec<flotilla_api::GameServer>> {
+        let selector = format!("{}=arena", flotilla_api::labels::FLEET);
+        Ok(self
+            .servers
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .into_iter()
+            .filter(|s| s.metadata.deletion_timestamp.is_none())
+            .collect())
+    }
+
+    /// Waits for exactly `count` live servers, each placed on a node with an address.
+    pub async fn scheduled(&self, count: usize) -> Result<Vec<flotilla_api::GameServer>> {
+        eventually(
+            Duration::from_secs(60),
+            &format!("{count} scheduled game servers"),
+            || async {
+                let servers = self.live_servers().await?;
+                let placed = servers.iter().all(|s| {
+                    s.status.as_ref().is_some_and(|st| {
+                        st.address.is_some()
+                            && st.node_name.is_some()
+                            && st.state != flotilla_api::GameServerState::Creating
+                    })
+                });
+                Ok((servers.len() == count && placed).then_some(servers))
+            },
+        )
+        .await
+    }
+
+    /// Waits until the server `name` is in `state`.
+    pub async fn in_state(
+        &self,
+        name: &str,
+        state: flotilla_api::GameServerState,
+    ) -> Result<flotilla_api::GameServer> {
+        eventually(
+            Duration::from_secs(60),
+            &format!("{name} to be {state}"),
+            || async {
+                let server = self.servers.get_opt(name).await?;
+                Ok(server.filter(|s| s.status.as_ref().map(|st| st.state) == Some(state)))
+            },
+        )
+        .await
     }
 }

@@ -4,12 +4,12 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use flotilla_api::{GameServer, GameServerFleet, GameServerState, labels};
-use flotilla_e2e::{Operator, TestNamespace, eventually, install_crds, manifest, process_alive};
+use flotilla_api::{GameServer, GameServerState};
+use flotilla_e2e::{FleetFixture, eventually, process_alive};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, ResourceExt,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{Patch, PatchParams},
 };
 use serde_json::json;
 
@@ -17,72 +17,24 @@ type TestResult = flotilla_e2e::Result<()>;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-struct FleetTest {
-    ns: TestNamespace,
-    _operator: Operator,
-    fleets: Api<GameServerFleet>,
-    servers: Api<GameServer>,
+/// The fleet fixture with helpers to play the allocator and to scale.
+struct FleetTest(FleetFixture);
+
+impl std::ops::Deref for FleetTest {
+    type Target = FleetFixture;
+    fn deref(&self) -> &FleetFixture {
+        &self.0
+    }
 }
 
 impl FleetTest {
-    /// A namespace with the CRDs, an operator, and the sample fleet running `flotilla/testpod`
-    /// (an HTTP server standing in for a game server until the QUIC server exists).
     async fn start(prefix: &str, replicas: i32) -> flotilla_e2e::Result<Self> {
-        let ns = TestNamespace::create(prefix).await?;
-        install_crds(&ns.client).await?;
-        let operator = Operator::start(&ns.name)?;
-        let mut fleet: GameServerFleet = manifest("manifests/examples/fleet.yaml")?;
-        fleet.spec.replicas = replicas;
-        let container = &mut fleet
-            .spec
-            .template
-            .spec
-            .template
-            .spec
-            .as_mut()
-            .expect("pod spec")
-            .containers[0];
-        container.image = Some("flotilla/testpod".into());
-        container.args = Some(vec!["--port".into(), "7777".into()]);
-        let fleets: Api<GameServerFleet> = ns.api();
-        fleets.create(&PostParams::default(), &fleet).await?;
-        Ok(FleetTest {
-            servers: ns.api(),
-            fleets,
-            ns,
-            _operator: operator,
-        })
+        Ok(FleetTest(
+            FleetFixture::start(prefix, replicas, FleetFixture::no_health()).await?,
+        ))
     }
 
-    async fn servers(&self) -> flotilla_e2e::Result<Vec<GameServer>> {
-        let selector = format!("{}=arena", labels::FLEET);
-        Ok(self
-            .servers
-            .list(&ListParams::default().labels(&selector))
-            .await?
-            .items)
-    }
-
-    /// Waits for exactly `count` live servers, all at least Scheduled with an address.
-    async fn scheduled(&self, count: usize) -> flotilla_e2e::Result<Vec<GameServer>> {
-        eventually(WAIT, &format!("{count} scheduled game servers"), || async {
-            let servers: Vec<GameServer> = self
-                .servers()
-                .await?
-                .into_iter()
-                .filter(|s| s.metadata.deletion_timestamp.is_none())
-                .collect();
-            let placed = servers.iter().all(|s| {
-                s.status.as_ref().is_some_and(|st| {
-                    st.address.is_some() && st.node_name.is_some() && st.state != GameServerState::Creating
-                })
-            });
-            Ok((servers.len() == count && placed).then_some(servers))
-        })
-        .await
-    }
-
-    /// Sets a server's state the way the SDK endpoint and the allocator will.
+    /// Sets a server's state the way the allocator will (the allocation API comes later).
     async fn set_state(&self, name: &str, state: GameServerState) -> flotilla_e2e::Result<()> {
         let patch = json!({"status": {"state": state}});
         self.servers
@@ -142,12 +94,7 @@ async fn allocated_servers_survive_scale_to_zero() -> TestResult {
     }
     test.scale(0).await?;
     let left = eventually(WAIT, "only the allocated servers to remain", || async {
-        let live: Vec<GameServer> = test
-            .servers()
-            .await?
-            .into_iter()
-            .filter(|s| s.metadata.deletion_timestamp.is_none())
-            .collect();
+        let live = test.live_servers().await?;
         Ok((live.len() == 2).then_some(live))
     })
     .await?;
