@@ -1,7 +1,8 @@
 //! The fleet controller: keeps `replicas` game servers of the fleet's template, replaces failed
 //! ones, removes surplus ones in the order [`scale_down::victims`] gives, and reports counts.
 //!
-//! Allocated servers count towards `replicas` but are never deleted here. Deletion carries the
+//! When the template changes, servers are replaced as the fleet's strategy says (see
+//! [`rollout`]). Allocated servers count towards `replicas` but are never deleted here. Deletion carries the
 //! server's resourceVersion as a precondition, so a server allocated between our read and our
 //! delete makes the delete fail instead of losing a match.
 
@@ -20,6 +21,7 @@ use tracing::{info, instrument, warn};
 use crate::{
     context::Context,
     error::{Error, Result},
+    rollout,
     scale_down::{self, Candidate},
 };
 
@@ -52,34 +54,62 @@ pub async fn reconcile(fleet: Arc<GameServerFleet>, ctx: Arc<Context>) -> Result
     }
 
     let desired = usize::try_from(fleet.spec.replicas).unwrap_or(0);
-    if live.len() < desired {
-        let template_hash = template_hash(&fleet)?;
-        for _ in live.len()..desired {
-            servers
-                .create(&PostParams::default(), &new_server(&fleet, &template_hash))
-                .await?;
-        }
-        info!(created = desired - live.len(), "scaled up");
-    } else if live.len() > desired {
-        let candidates: Vec<Candidate> = live
+    let hash = template_hash(&fleet)?;
+    let is_current = |gs: &GameServer| gs.labels().get(labels::TEMPLATE_HASH) == Some(&hash);
+    let (current, old): (Vec<&GameServer>, Vec<&GameServer>) = live.iter().partition(|gs| is_current(gs));
+
+    // Without old servers this is plain scaling; with them, a rollout step (module rollout).
+    let (create, remove) = if old.is_empty() {
+        let create = desired.saturating_sub(live.len());
+        let remove = choose(&live, live.len().saturating_sub(desired), &fleet);
+        (create, remove)
+    } else {
+        let view: Vec<rollout::Server> = live
             .iter()
-            .map(|gs| Candidate {
-                name: gs.name_any(),
+            .map(|gs| rollout::Server {
                 state: state_of(gs),
-                node: gs.status.as_ref().and_then(|s| s.node_name.clone()),
+                current: is_current(gs),
             })
             .collect();
-        let victims = scale_down::victims(&candidates, live.len() - desired, fleet.spec.scheduling);
-        for victim in &victims {
-            if let Some(server) = live.iter().find(|gs| gs.name_any() == *victim) {
-                delete_unchanged(&servers, server).await?;
-            }
-        }
+        let rolling = fleet.spec.strategy.rolling_update.clone().unwrap_or_default();
+        let plan = rollout::step(&view, desired, fleet.spec.strategy.type_, &rolling);
+        let old_starting: Vec<&GameServer> = old
+            .iter()
+            .copied()
+            .filter(|gs| state_of(gs).is_starting())
+            .collect();
+        let old_ready: Vec<&GameServer> = old
+            .iter()
+            .copied()
+            .filter(|gs| state_of(gs) == GameServerState::Ready)
+            .collect();
+        let mut remove = choose(&old_starting, plan.remove_old_starting, &fleet);
+        remove.extend(choose(&old_ready, plan.remove_old_ready, &fleet));
+        // Fewer replicas wanted mid-rollout: trim the new servers too.
+        let protected_old = old.iter().filter(|gs| state_of(gs).is_protected()).count();
+        let wanted_new = desired.saturating_sub(protected_old);
+        remove.extend(choose(&current, current.len().saturating_sub(wanted_new), &fleet));
         info!(
-            removed = victims.len(),
-            wanted = live.len() - desired,
-            "scaled down"
+            old = old.len(),
+            new = current.len(),
+            create = plan.create,
+            remove = remove.len(),
+            "rolling out a new template"
         );
+        (plan.create, remove)
+    };
+    for _ in 0..create {
+        servers
+            .create(&PostParams::default(), &new_server(&fleet, &hash))
+            .await?;
+    }
+    for victim in &remove {
+        if let Some(server) = live.iter().find(|gs| gs.name_any() == *victim) {
+            delete_unchanged(&servers, server).await?;
+        }
+    }
+    if create > 0 || !remove.is_empty() {
+        info!(created = create, removed = remove.len(), "fleet changed");
     }
 
     let status = fleet_status(&fleet, &live, &selector);
@@ -99,6 +129,22 @@ pub async fn reconcile(fleet: Arc<GameServerFleet>, ctx: Arc<Context>) -> Result
 pub fn error_policy(_fleet: Arc<GameServerFleet>, error: &Error, _ctx: Arc<Context>) -> Action {
     warn!(kind = error.kind(), %error, "fleet reconcile failed");
     Action::requeue(Duration::from_secs(2))
+}
+
+/// Up to `count` of `servers` to remove, in scale-down order (never allocated ones).
+fn choose(servers: &[&GameServer], count: usize, fleet: &GameServerFleet) -> Vec<String> {
+    if count == 0 {
+        return Vec::new();
+    }
+    let candidates: Vec<Candidate> = servers
+        .iter()
+        .map(|gs| Candidate {
+            name: gs.name_any(),
+            state: state_of(gs),
+            node: gs.status.as_ref().and_then(|s| s.node_name.clone()),
+        })
+        .collect();
+    scale_down::victims(&candidates, count, fleet.spec.scheduling)
 }
 
 fn state_of(server: &GameServer) -> GameServerState {

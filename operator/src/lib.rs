@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod game_server;
 pub mod health;
 pub mod pod;
+pub mod rollout;
 pub mod scale_down;
 pub mod sdk;
 pub mod sdk_auth;

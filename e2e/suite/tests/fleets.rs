@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use flotilla_api::{GameServer, GameServerState};
+use flotilla_api::{GameServer, GameServerState, labels};
 use flotilla_e2e::{FleetFixture, eventually, process_alive};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
@@ -157,6 +157,102 @@ async fn a_server_whose_process_dies_turns_unhealthy_and_is_replaced() -> TestRe
             .await?
             .is_none_or(|s| s.metadata.deletion_timestamp.is_some()),
         "the unhealthy server is deleted"
+    );
+    test.ns.delete().await
+}
+
+/// Plays the game servers' part: every server that is up calls Ready (as the SDK would).
+fn servers_call_ready(test: &FleetTest) -> tokio::task::JoinHandle<()> {
+    let servers = test.servers.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Ok(list) = servers.list(&Default::default()).await {
+                for gs in list.items {
+                    if gs.status.as_ref().map(|s| s.state) == Some(GameServerState::Scheduled) {
+                        let patch = json!({"status": {"state": "RequestReady"}});
+                        let _ = servers
+                            .patch_status(&gs.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                            .await;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_template_change_rolls_within_its_bounds_and_keeps_allocated_servers() -> TestResult {
+    let test = FleetTest::start("fleet-roll", 4).await?;
+    let players = servers_call_ready(&test);
+    let available = |s: &GameServer| {
+        matches!(
+            s.status.as_ref().map(|st| st.state),
+            Some(GameServerState::Ready | GameServerState::Allocated | GameServerState::Reserved)
+        )
+    };
+    let servers = eventually(WAIT, "4 ready servers", || async {
+        let live = test.live_servers().await?;
+        Ok((live.len() == 4 && live.iter().all(available)).then_some(live))
+    })
+    .await?;
+    let allocated = servers[0].name_any();
+    test.set_state(&allocated, GameServerState::Allocated).await?;
+
+    // maxSurge 1, maxUnavailable 1: at most 5 servers, at least 3 available, at every moment.
+    let patch = json!({"spec": {
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}},
+        "template": {"metadata": {"labels": {"game": "arena", "version": "2"}}},
+    }});
+    test.fleets
+        .patch("arena", &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
+    let new_hash = eventually(WAIT, "a server of the new template", || async {
+        let live = test.live_servers().await?;
+        Ok(live
+            .iter()
+            .find(|s| s.labels().get("version").map(String::as_str) == Some("2"))
+            .and_then(|s| s.labels().get(labels::TEMPLATE_HASH).cloned()))
+    })
+    .await?;
+    let deadline = std::time::Instant::now() + WAIT;
+    let (mut most, mut fewest_available, mut samples) = (0, usize::MAX, 0);
+    loop {
+        let live = test.live_servers().await?;
+        let up = live.iter().filter(|s| available(s)).count();
+        most = most.max(live.len());
+        fewest_available = fewest_available.min(up);
+        samples += 1;
+        let new_ready = live
+            .iter()
+            .filter(|s| s.labels().get(labels::TEMPLATE_HASH) == Some(&new_hash) && available(s))
+            .count();
+        let others: Vec<String> = live
+            .iter()
+            .filter(|s| s.labels().get(labels::TEMPLATE_HASH) != Some(&new_hash))
+            .map(ResourceExt::name_any)
+            .collect();
+        if new_ready == 3 && others == vec![allocated.clone()] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rollout did not finish: {live:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    players.abort();
+    assert!(
+        most <= 5,
+        "never more than replicas + maxSurge servers (saw {most})"
+    );
+    assert!(
+        fewest_available >= 3,
+        "never fewer than replicas - maxUnavailable available (saw {fewest_available})"
+    );
+    assert!(
+        samples > 3,
+        "the rollout was observed while it ran ({samples} samples)"
     );
     test.ns.delete().await
 }
