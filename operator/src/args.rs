@@ -19,6 +19,26 @@ pub struct Args {
     #[arg(long, env = "FLOTILLA_SDK_ADDR", default_value = "0.0.0.0:9358")]
     pub sdk_addr: SocketAddr,
 
+    /// Elect a leader among replicas with a Lease; off only for a single replica.
+    #[arg(long, env = "FLOTILLA_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Namespace of the leader-election Lease (the operator's own namespace in a pod).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "FLOTILLA_LEASE_NAME", default_value = "flotilla-operator")]
+    pub lease_name: String,
+
+    /// How long a lease lasts without renewal: the longest a crashed leader goes unreplaced.
+    #[arg(long, env = "FLOTILLA_LEASE_SECONDS", default_value_t = 15)]
+    pub lease_seconds: u64,
+
+    /// This replica's identity in the lease (the pod name in a pod).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
     /// The SDK endpoint's URL as game-server pods reach it (the operator's Service).
     #[arg(
         long,

@@ -38,6 +38,9 @@ pub enum Error {
     #[error("{0}")]
     BadRequest(String),
 
+    #[error("leadership lost: {0}")]
+    LostLeadership(String),
+
     #[error("serving on {address}: {source}")]
     Serve { address: String, source: std::io::Error },
 }
@@ -55,6 +58,7 @@ impl Error {
             Error::Transition { .. } => "transition",
             Error::BadRequest(_) => "bad_request",
             Error::Serve { .. } => "serve",
+            Error::LostLeadership(_) => "lost_leadership",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod fleet;
 pub mod game_server;
 pub mod health;
+pub mod leader;
 pub mod pod;
 pub mod rollout;
 pub mod scale_down;
@@ -39,9 +40,18 @@ pub async fn run(args: Args) -> Result<()> {
     let Args {
         namespace,
         sdk_addr,
+        leader_election,
+        lease_namespace,
+        lease_name,
+        lease_seconds,
+        identity,
         sdk_url,
     } = args;
     let client = Client::try_default().await?;
+    let identity = identity.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
     let scoped = |client: &Client| -> (Api<GameServerFleet>, Api<GameServer>, Api<Pod>) {
         match &namespace {
             Some(ns) => (
@@ -82,6 +92,7 @@ pub async fn run(args: Args) -> Result<()> {
         .default_backoff()
         .touched_objects()
         .for_each(|_| async {});
+    let client_for_lease = client.clone();
     let health_monitor = health::monitor(client, server_cache, sdk_state.heartbeats.clone());
 
     let fleet_controller = Controller::new(fleets, watcher::Config::default())
@@ -103,13 +114,63 @@ pub async fn run(args: Args) -> Result<()> {
                 warn!(error = %e, "game server controller");
             }
         });
+    // Every replica serves the SDK; only the leader runs the controllers and the health monitor.
+    let sdk_task = tokio::spawn(async move { sdk_server.await });
+    let elector = leader_election.then(|| {
+        leader::Elector::new(
+            client_for_lease,
+            &lease_namespace,
+            &lease_name,
+            &identity,
+            std::time::Duration::from_secs(lease_seconds.max(3)),
+        )
+    });
+    if let Some(elector) = &elector {
+        info!(identity = %identity, lease = %lease_name, "waiting for leadership");
+        tokio::select! {
+            acquired = elector.acquire() => acquired?,
+            _ = shutdown_signal() => {
+                info!("stopped before becoming leader");
+                return Ok(());
+            }
+        }
+    }
+    let holding = async {
+        match &elector {
+            Some(elector) => elector.hold().await,
+            None => std::future::pending().await,
+        }
+    };
     // The controllers end on SIGTERM or Ctrl-C; the rest ends with them.
     tokio::select! {
         _ = async { futures::join!(fleet_controller, server_controller) } => {}
-        result = sdk_server => result.map_err(|source| Error::Serve { address: sdk_addr.to_string(), source })?,
+        served = sdk_task => {
+            if let Ok(Err(source)) = served {
+                return Err(Error::Serve { address: sdk_addr.to_string(), source });
+            }
+        }
+        lost = holding => lost?,
         _ = server_watch => {}
         _ = health_monitor => {}
     }
+    if let Some(elector) = &elector {
+        elector.release().await;
+    }
     info!("operator stopped");
     Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

@@ -69,7 +69,11 @@ impl IntoResponse for Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Transition { .. } => StatusCode::CONFLICT,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::Kube(_) | Error::InvalidTemplate(_) | Error::Serialize { .. } | Error::Serve { .. } => {
+            Error::Kube(_)
+            | Error::InvalidTemplate(_)
+            | Error::Serialize { .. }
+            | Error::Serve { .. }
+            | Error::LostLeadership(_) => {
                 warn!(kind = self.kind(), error = %self, "sdk request failed");
                 let body = serde_json::json!({"error": "internal error"});
                 return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
@@ -199,8 +203,9 @@ async fn reserve(
     }
     update_status(&state, &headers, |status| {
         to_state(status, GameServerState::Reserved)?;
-        let until = Timestamp::now() + jiff::SignedDuration::from_secs(i64::from(request.seconds));
-        status.reserved_until = Some(Time(until));
+        // The API keeps whole seconds: round up, so the reservation lasts at least as asked.
+        let until = Timestamp::now() + jiff::SignedDuration::from_secs(i64::from(request.seconds) + 1);
+        status.reserved_until = Some(Time(Timestamp::from_second(until.as_second()).unwrap_or(until)));
         Ok(())
     })
     .await

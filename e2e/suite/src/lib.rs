@@ -225,6 +225,8 @@ impl Operator {
                 "--sdk-url",
                 &sdk_url,
             ])
+            // The test's own lease, short so that a failover test need not wait long.
+            .args(["--lease-namespace", namespace, "--lease-seconds", "4"])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(log)

@@ -256,3 +256,46 @@ async fn a_template_change_rolls_within_its_bounds_and_keeps_allocated_servers()
     );
     test.ns.delete().await
 }
+
+#[tokio::test]
+async fn when_the_leader_dies_the_standby_takes_over_without_duplicating_servers() -> TestResult {
+    let test = FleetTest::start("fleet-leader", 2).await?;
+    let standby = flotilla_e2e::Operator::start(&test.ns.name)?;
+    test.scheduled(2).await?;
+
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = test.ns.api();
+    let holder = || async {
+        let lease = leases.get_opt("flotilla-operator").await?;
+        Ok::<_, flotilla_e2e::Error>(lease.and_then(|l| l.spec).and_then(|s| s.holder_identity))
+    };
+    let first = holder().await?.expect("a leader holds the lease");
+    let first_pid = test.operator.pid().expect("pid").to_string();
+    let standby_pid = standby.pid().expect("pid").to_string();
+    let leader_pid = if first.ends_with(&format!("-{first_pid}")) {
+        first_pid
+    } else {
+        standby_pid.clone()
+    };
+    std::process::Command::new("kill")
+        .args(["-KILL", &leader_pid])
+        .status()
+        .map_err(|e| flotilla_e2e::Error::Manifest("kill".into(), e.to_string()))?;
+
+    test.scale(4).await?;
+    let started = std::time::Instant::now();
+    test.scheduled(4).await?;
+    let new_leader = holder().await?.expect("a leader holds the lease");
+    assert_ne!(new_leader, first, "the standby took the lease");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "failover within the lease time and a reconcile"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        test.live_servers().await?.len(),
+        4,
+        "no duplicate servers after the failover"
+    );
+    drop(standby);
+    test.ns.delete().await
+}
