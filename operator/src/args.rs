@@ -19,6 +19,10 @@ pub struct Args {
     #[arg(long, env = "FLOTILLA_SDK_ADDR", default_value = "0.0.0.0:9358")]
     pub sdk_addr: SocketAddr,
 
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    #[arg(long, env = "FLOTILLA_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
     /// Elect a leader among replicas with a Lease; off only for a single replica.
     #[arg(long, env = "FLOTILLA_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,

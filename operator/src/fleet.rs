@@ -21,12 +21,20 @@ use tracing::{info, instrument, warn};
 use crate::{
     context::Context,
     error::{Error, Result},
+    metrics::FleetStateLabels,
     rollout,
     scale_down::{self, Candidate},
 };
 
 #[instrument(skip_all, fields(namespace = %fleet.namespace().unwrap_or_default(), name = %fleet.name_any()))]
 pub async fn reconcile(fleet: Arc<GameServerFleet>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let result = reconcile_fleet(&fleet, &ctx).await;
+    ctx.metrics.observe_reconcile("fleet", started.elapsed());
+    result
+}
+
+async fn reconcile_fleet(fleet: &GameServerFleet, ctx: &Context) -> Result<Action> {
     if fleet.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -54,14 +62,14 @@ pub async fn reconcile(fleet: Arc<GameServerFleet>, ctx: Arc<Context>) -> Result
     }
 
     let desired = usize::try_from(fleet.spec.replicas).unwrap_or(0);
-    let hash = template_hash(&fleet)?;
+    let hash = template_hash(fleet)?;
     let is_current = |gs: &GameServer| gs.labels().get(labels::TEMPLATE_HASH) == Some(&hash);
     let (current, old): (Vec<&GameServer>, Vec<&GameServer>) = live.iter().partition(|gs| is_current(gs));
 
     // Without old servers this is plain scaling; with them, a rollout step (module rollout).
     let (create, remove) = if old.is_empty() {
         let create = desired.saturating_sub(live.len());
-        let remove = choose(&live, live.len().saturating_sub(desired), &fleet);
+        let remove = choose(&live, live.len().saturating_sub(desired), fleet);
         (create, remove)
     } else {
         let view: Vec<rollout::Server> = live
@@ -83,12 +91,12 @@ pub async fn reconcile(fleet: Arc<GameServerFleet>, ctx: Arc<Context>) -> Result
             .copied()
             .filter(|gs| state_of(gs) == GameServerState::Ready)
             .collect();
-        let mut remove = choose(&old_starting, plan.remove_old_starting, &fleet);
-        remove.extend(choose(&old_ready, plan.remove_old_ready, &fleet));
+        let mut remove = choose(&old_starting, plan.remove_old_starting, fleet);
+        remove.extend(choose(&old_ready, plan.remove_old_ready, fleet));
         // Fewer replicas wanted mid-rollout: trim the new servers too.
         let protected_old = old.iter().filter(|gs| state_of(gs).is_protected()).count();
         let wanted_new = desired.saturating_sub(protected_old);
-        remove.extend(choose(&current, current.len().saturating_sub(wanted_new), &fleet));
+        remove.extend(choose(&current, current.len().saturating_sub(wanted_new), fleet));
         info!(
             old = old.len(),
             new = current.len(),
@@ -100,7 +108,7 @@ pub async fn reconcile(fleet: Arc<GameServerFleet>, ctx: Arc<Context>) -> Result
     };
     for _ in 0..create {
         servers
-            .create(&PostParams::default(), &new_server(&fleet, &hash))
+            .create(&PostParams::default(), &new_server(fleet, &hash))
             .await?;
     }
     for victim in &remove {
@@ -110,9 +118,31 @@ pub async fn reconcile(fleet: Arc<GameServerFleet>, ctx: Arc<Context>) -> Result
     }
     if create > 0 || !remove.is_empty() {
         info!(created = create, removed = remove.len(), "fleet changed");
+        let note = format!(
+            "created {create} and removed {} game servers (want {desired})",
+            remove.len()
+        );
+        ctx.event(
+            fleet,
+            false,
+            if old.is_empty() { "Scaled" } else { "RollingUpdate" },
+            note,
+        )
+        .await;
+    }
+    for state in GameServerState::ALL {
+        let count = live.iter().filter(|gs| state_of(gs) == state).count();
+        ctx.metrics
+            .game_servers
+            .get_or_create(&FleetStateLabels {
+                namespace: namespace.clone(),
+                fleet: name.clone(),
+                state: state.as_str().into(),
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
-    let status = fleet_status(&fleet, &live, &selector);
+    let status = fleet_status(fleet, &live, &selector);
     if fleet.status.as_ref() != Some(&status) {
         let fleets: Api<GameServerFleet> = Api::namespaced(ctx.client.clone(), &namespace);
         fleets
@@ -126,8 +156,9 @@ pub async fn reconcile(fleet: Arc<GameServerFleet>, ctx: Arc<Context>) -> Result
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 
-pub fn error_policy(_fleet: Arc<GameServerFleet>, error: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(_fleet: Arc<GameServerFleet>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(kind = error.kind(), %error, "fleet reconcile failed");
+    ctx.metrics.count_error("fleet", error.kind());
     Action::requeue(Duration::from_secs(2))
 }
 

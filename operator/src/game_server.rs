@@ -22,6 +22,13 @@ use crate::{
 
 #[instrument(skip_all, fields(namespace = %server.namespace().unwrap_or_default(), name = %server.name_any()))]
 pub async fn reconcile(server: Arc<GameServer>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let result = reconcile_server(&server, &ctx).await;
+    ctx.metrics.observe_reconcile("gameserver", started.elapsed());
+    result
+}
+
+async fn reconcile_server(server: &GameServer, ctx: &Context) -> Result<Action> {
     if server.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -42,9 +49,9 @@ pub async fn reconcile(server: Arc<GameServer>, ctx: Arc<Context>) -> Result<Act
     }
 
     let existing = pods.get_opt(&name).await?;
-    let mut next = next_status(&server, existing.as_ref());
+    let mut next = next_status(server, existing.as_ref());
     if existing.is_none() && current.state == GameServerState::Creating {
-        match create_pod(&pods, &server, &ctx.sdk_url).await {
+        match create_pod(&pods, server, &ctx.sdk_url).await {
             Ok(()) => {}
             Err(reason) => {
                 warn!(%reason, "pod cannot be created");
@@ -69,6 +76,12 @@ pub async fn reconcile(server: Arc<GameServer>, ctx: Arc<Context>) -> Result<Act
     if next != current {
         if next.state != current.state {
             info!(from = %current.state, to = %next.state, message = next.message.as_deref(), "state changed");
+            let note = match &next.message {
+                Some(message) if next.state.is_failed() => message.clone(),
+                _ => format!("{} -> {}", current.state, next.state),
+            };
+            ctx.event(server, next.state.is_failed(), next.state.as_str(), note)
+                .await;
         }
         let patch = serde_json::json!({ "status": next });
         servers
@@ -78,8 +91,9 @@ pub async fn reconcile(server: Arc<GameServer>, ctx: Arc<Context>) -> Result<Act
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
-pub fn error_policy(_server: Arc<GameServer>, error: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(_server: Arc<GameServer>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(kind = error.kind(), %error, "game server reconcile failed");
+    ctx.metrics.count_error("gameserver", error.kind());
     Action::requeue(Duration::from_secs(2))
 }
 

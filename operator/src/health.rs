@@ -6,6 +6,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -17,7 +18,10 @@ use kube::{
 };
 use tracing::warn;
 
-use crate::sdk::Heartbeats;
+use crate::{
+    metrics::{Metrics, NamespaceLabels},
+    sdk::Heartbeats,
+};
 
 /// Whether a server with these settings has missed its heartbeats at `now`.
 pub fn overdue(first_seen: Instant, last_beat: Option<Instant>, health: &Health, now: Instant) -> bool {
@@ -28,7 +32,12 @@ pub fn overdue(first_seen: Instant, last_beat: Option<Instant>, health: &Health,
 }
 
 /// Runs until the process ends.
-pub async fn monitor(client: Client, servers: Store<GameServer>, heartbeats: Heartbeats) {
+pub async fn monitor(
+    client: Client,
+    servers: Store<GameServer>,
+    heartbeats: Heartbeats,
+    metrics: Arc<Metrics>,
+) {
     let mut first_seen: HashMap<(String, String), Instant> = HashMap::new();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -49,7 +58,13 @@ pub async fn monitor(client: Client, servers: Store<GameServer>, heartbeats: Hea
             let last = heartbeats.lock().ok().and_then(|b| b.get(&key).copied());
             if overdue(since, last, health, now) {
                 let silent = now.duration_since(last.unwrap_or(since)).as_secs();
-                mark_unhealthy(&client, &server, &format!("no health heartbeat for {silent}s")).await;
+                let namespace = key.0.clone();
+                if mark_unhealthy(&client, &server, &format!("no health heartbeat for {silent}s")).await {
+                    metrics
+                        .health_failures
+                        .get_or_create(&NamespaceLabels { namespace })
+                        .inc();
+                }
             } else {
                 watched.insert(key);
             }
@@ -61,10 +76,11 @@ pub async fn monitor(client: Client, servers: Store<GameServer>, heartbeats: Hea
     }
 }
 
-async fn mark_unhealthy(client: &Client, server: &GameServer, message: &str) {
+/// Writes the Unhealthy state; false if the server changed meanwhile or the write failed.
+async fn mark_unhealthy(client: &Client, server: &GameServer, message: &str) -> bool {
     let current = server.status.clone().unwrap_or_default();
     if !current.state.can_become(GameServerState::Unhealthy) {
-        return;
+        return false;
     }
     warn!(namespace = %server.namespace().unwrap_or_default(), name = %server.name_any(), message, "game server unhealthy");
     let mut status = current;
@@ -76,11 +92,15 @@ async fn mark_unhealthy(client: &Client, server: &GameServer, message: &str) {
     });
     let api: Api<GameServer> = Api::namespaced(client.clone(), &server.namespace().unwrap_or_default());
     // A conflict means the server changed meanwhile; the next tick looks again.
-    if let Err(e) = api
+    match api
         .patch_status(&server.name_any(), &PatchParams::default(), &Patch::Merge(patch))
         .await
     {
-        warn!(error = %e, "could not mark game server unhealthy");
+        Ok(_) => true,
+        Err(e) => {
+            warn!(error = %e, "could not mark game server unhealthy");
+            false
+        }
     }
 }
 

@@ -11,6 +11,8 @@ pub mod fleet;
 pub mod game_server;
 pub mod health;
 pub mod leader;
+pub mod metrics;
+pub mod ops;
 pub mod pod;
 pub mod rollout;
 pub mod scale_down;
@@ -24,14 +26,20 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, Client,
-    runtime::{Controller, WatchStreamExt, reflector, watcher},
+    runtime::{
+        Controller, WatchStreamExt,
+        events::{Recorder, Reporter},
+        reflector, watcher,
+    },
 };
+use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
 use crate::{
     args::Args,
     context::Context,
     error::{Error, Result},
+    metrics::Metrics,
     sdk::SdkState,
     sdk_auth::Authenticator,
 };
@@ -40,6 +48,7 @@ pub async fn run(args: Args) -> Result<()> {
     let Args {
         namespace,
         sdk_addr,
+        metrics_addr,
         leader_election,
         lease_namespace,
         lease_name,
@@ -67,11 +76,30 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
     let (fleets, servers, pods) = scoped(&client);
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "flotilla-operator".into(),
+            instance: Some(identity.clone()),
+        },
+    );
     let ctx = Arc::new(Context {
         client: client.clone(),
         sdk_url,
+        metrics: metrics.clone(),
+        recorder,
     });
-    info!(namespace = namespace.as_deref().unwrap_or("<all>"), %sdk_addr, "operator starting");
+    info!(namespace = namespace.as_deref().unwrap_or("<all>"), %sdk_addr, %metrics_addr, "operator starting");
+    let ops_listener = tokio::net::TcpListener::bind(metrics_addr)
+        .await
+        .map_err(|source| Error::Serve {
+            address: metrics_addr.to_string(),
+            source,
+        })?;
+    let ops_server = axum::serve(ops_listener, ops::router(Arc::new(registry)));
+    tokio::spawn(async move { ops_server.await });
 
     // The SDK endpoint, and the health monitor that reads its heartbeats against a cache of
     // the game servers kept by a watch.
@@ -79,6 +107,7 @@ pub async fn run(args: Args) -> Result<()> {
         client: client.clone(),
         auth: Authenticator::new(client.clone()),
         heartbeats: Default::default(),
+        metrics: metrics.clone(),
     });
     let listener = tokio::net::TcpListener::bind(sdk_addr)
         .await
@@ -93,7 +122,12 @@ pub async fn run(args: Args) -> Result<()> {
         .touched_objects()
         .for_each(|_| async {});
     let client_for_lease = client.clone();
-    let health_monitor = health::monitor(client, server_cache, sdk_state.heartbeats.clone());
+    let health_monitor = health::monitor(
+        client,
+        server_cache,
+        sdk_state.heartbeats.clone(),
+        metrics.clone(),
+    );
 
     let fleet_controller = Controller::new(fleets, watcher::Config::default())
         .owns(servers.clone(), watcher::Config::default())
@@ -135,6 +169,7 @@ pub async fn run(args: Args) -> Result<()> {
             }
         }
     }
+    metrics.leader.set(1);
     let holding = async {
         match &elector {
             Some(elector) => elector.hold().await,

@@ -29,6 +29,7 @@ use tracing::{info, warn};
 
 use crate::{
     error::{Error, Result},
+    metrics::{Metrics, SdkLabels},
     sdk_auth::{Authenticator, Caller},
 };
 
@@ -42,6 +43,7 @@ pub struct SdkState {
     pub client: Client,
     pub auth: Authenticator,
     pub heartbeats: Heartbeats,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: Arc<SdkState>) -> Router {
@@ -57,7 +59,34 @@ pub fn router(state: Arc<SdkState>) -> Router {
         .route("/sdk/v1/players/capacity", put(set_capacity))
         .route("/sdk/v1/players/{id}/connect", post(player_connect))
         .route("/sdk/v1/players/{id}/disconnect", post(player_disconnect))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
+}
+
+/// Counts requests by route (not by raw path: player ids would make labels unbounded).
+async fn count_requests(
+    State(state): State<Arc<SdkState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unknown", |p| p.as_str())
+        .to_owned();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .sdk_requests
+        .get_or_create(&SdkLabels {
+            request: route,
+            code: response.status().as_u16(),
+        })
+        .inc();
+    response
 }
 
 /// Maps errors to status codes in one place; clients get the message, never internals.

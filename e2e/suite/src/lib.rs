@@ -197,6 +197,8 @@ pub fn manifest<T: serde::de::DeserializeOwned>(path: &str) -> Result<T> {
 pub struct Operator {
     child: tokio::process::Child,
     pub sdk_url: String,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub metrics_url: String,
 }
 
 impl Operator {
@@ -211,11 +213,15 @@ impl Operator {
         let log = std::fs::File::create(logs.join(format!("operator-{namespace}.log")))
             .map_err(|e| io("log", e))?;
         let log_err = log.try_clone().map_err(|e| io("log", e))?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| io("free port", e))?
-            .port();
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .map_err(|e| io("free port", e))
+        };
+        let (port, metrics_port) = (free_port()?, free_port()?);
         let sdk_url = format!("http://127.0.0.1:{port}");
+        let metrics_url = format!("http://127.0.0.1:{metrics_port}");
         let child = tokio::process::Command::new(&binary)
             .args([
                 "--namespace",
@@ -227,6 +233,7 @@ impl Operator {
             ])
             // The test's own lease, short so that a failover test need not wait long.
             .args(["--lease-namespace", namespace, "--lease-seconds", "4"])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(log)
@@ -234,7 +241,11 @@ impl Operator {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| io(&binary, e))?;
-        Ok(Operator { child, sdk_url })
+        Ok(Operator {
+            child,
+            sdk_url,
+            metrics_url,
+        })
     }
 
     /// The operator's process id, to kill it like a crash would.

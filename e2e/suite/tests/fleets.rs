@@ -80,6 +80,33 @@ async fn fleet_servers_get_pods_addresses_and_nodes_and_the_fleet_counts_them() 
         Ok(fleet.status.filter(|s| s.replicas == 3).map(|_| ()))
     })
     .await?;
+
+    // Operators see it too: metrics per fleet and state, and Events on the servers.
+    let expected = format!(
+        r#"flotilla_game_servers{{namespace="{}",fleet="arena",state="Scheduled"}} 3"#,
+        test.ns.name
+    );
+    eventually(WAIT, "the game-server gauge", || async {
+        let text = reqwest::get(format!("{}/metrics", test.operator.metrics_url))
+            .await?
+            .text()
+            .await?;
+        Ok(text.contains(&expected).then_some(()))
+    })
+    .await?;
+    let events: Api<k8s_openapi::api::events::v1::Event> = test.ns.api();
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("GameServer"))
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r == "Scheduled"),
+        "Events say what happened: {reasons:?}"
+    );
     test.ns.delete().await
 }
 
