@@ -4,7 +4,9 @@
 //! - `GET /healthz` is always 200; `GET /ready` is 503 until `--ready-after-ms` has passed;
 //! - `GET /kube?path=/api/...` calls the API server with the pod's in-cluster credentials and
 //!   answers with the status code it got, so a test can see what the service account may do;
-//! - `--exit-after-ms`/`--exit-code` make the process exit on its own, to test restarts.
+//! - `--exit-after-ms`/`--exit-code` make the process exit on its own, to test restarts;
+//! - `--sdk-ready` makes it behave as a minimal game server: it calls the Flotilla SDK's Ready
+//!   with its pod's token, then sends a health heartbeat every `--heartbeat-ms`.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -39,6 +41,11 @@ struct Args {
     /// Exit code used with `--exit-after-ms`.
     #[arg(long, default_value_t = 1)]
     exit_code: u8,
+    /// Call SDK Ready, then send heartbeats (uses FLOTILLA_SDK_URL and FLOTILLA_SDK_TOKEN_FILE).
+    #[arg(long)]
+    sdk_ready: bool,
+    #[arg(long, default_value_t = 3000)]
+    heartbeat_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +86,8 @@ async fn run(args: Args) -> Result<(), Error> {
         ready_after_ms,
         exit_after_ms,
         exit_code,
+        sdk_ready,
+        heartbeat_ms,
     } = args;
     let address = SocketAddr::new(host, port);
     let listener = tokio::net::TcpListener::bind(address)
@@ -91,6 +100,9 @@ async fn run(args: Args) -> Result<(), Error> {
             println!("testpod exiting with code {exit_code} as asked");
             std::process::exit(i32::from(exit_code));
         });
+    }
+    if sdk_ready {
+        tokio::spawn(play_game_server(Duration::from_millis(heartbeat_ms)));
     }
     let state = Arc::new(AppState {
         name,
@@ -164,5 +176,51 @@ async fn kube_status(Query(query): Query<KubeQuery>) -> (StatusCode, String) {
     match client.send(request.map(kube::client::Body::from)).await {
         Ok(response) => (StatusCode::OK, response.status().as_u16().to_string()),
         Err(e) => (StatusCode::BAD_GATEWAY, format!("api request failed: {e}")),
+    }
+}
+
+/// The SDK calls a game server makes: Ready once, then heartbeats. Failures are retried, as a
+/// real server would; the token file is read for every call, since the kubelet renews it.
+async fn play_game_server(heartbeat: Duration) {
+    let (Ok(url), Ok(token_file)) = (
+        std::env::var("FLOTILLA_SDK_URL"),
+        std::env::var("FLOTILLA_SDK_TOKEN_FILE"),
+    ) else {
+        eprintln!("testpod: --sdk-ready needs FLOTILLA_SDK_URL and FLOTILLA_SDK_TOKEN_FILE");
+        return;
+    };
+    let client = reqwest::Client::new();
+    let call = |path: &'static str| {
+        let (client, url, token_file) = (client.clone(), url.clone(), token_file.clone());
+        async move {
+            let token = tokio::fs::read_to_string(&token_file)
+                .await
+                .map_err(|e| e.to_string())?;
+            let response = client
+                .post(format!("{url}{path}"))
+                .bearer_auth(token.trim())
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("{path}: {}", response.status()))
+            }
+        }
+    };
+    let mut backoff = Duration::from_millis(100);
+    while let Err(e) = call("/sdk/v1/ready").await {
+        eprintln!("testpod: sdk ready failed, retrying: {e}");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+    println!("testpod: sdk ready");
+    loop {
+        if let Err(e) = call("/sdk/v1/health").await {
+            eprintln!("testpod: heartbeat failed: {e}");
+        }
+        tokio::time::sleep(heartbeat).await;
     }
 }
