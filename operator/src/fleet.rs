@@ -11,6 +11,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use flotilla_api::{
     GameServer, GameServerFleet, GameServerFleetStatus, GameServerSpec, GameServerState, labels,
 };
+use futures::{StreamExt, TryStreamExt, stream};
 use kube::{
     Api, Resource, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions},
@@ -25,6 +26,9 @@ use crate::{
     rollout,
     scale_down::{self, Candidate},
 };
+
+/// How many creates or deletes one reconcile has in flight at once.
+const PARALLEL_WRITES: usize = 16;
 
 #[instrument(skip_all, fields(namespace = %fleet.namespace().unwrap_or_default(), name = %fleet.name_any()))]
 pub async fn reconcile(fleet: Arc<GameServerFleet>, ctx: Arc<Context>) -> Result<Action> {
@@ -106,16 +110,30 @@ async fn reconcile_fleet(fleet: &GameServerFleet, ctx: &Context) -> Result<Actio
         );
         (plan.create, remove)
     };
-    for _ in 0..create {
-        servers
-            .create(&PostParams::default(), &new_server(fleet, &hash))
-            .await?;
-    }
-    for victim in &remove {
-        if let Some(server) = live.iter().find(|gs| gs.name_any() == *victim) {
-            delete_unchanged(&servers, server).await?;
-        }
-    }
+    // Creates and deletes go out a few at a time rather than one after another: a fleet of a
+    // thousand is otherwise bound by round-trip time, not by the API server.
+    let template = new_server(fleet, &hash);
+    let post = PostParams::default();
+    stream::iter((0..create).map(|_| servers.create(&post, &template)))
+        .buffer_unordered(PARALLEL_WRITES)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let doomed: Vec<GameServer> = remove
+        .iter()
+        .filter_map(|victim| {
+            live.iter()
+                .find(|gs| gs.name_any() == *victim)
+                .map(|gs| (*gs).clone())
+        })
+        .collect();
+    stream::iter(doomed)
+        .map(|server| {
+            let servers = servers.clone();
+            async move { delete_unchanged(&servers, &server).await }
+        })
+        .buffer_unordered(PARALLEL_WRITES)
+        .try_collect::<Vec<_>>()
+        .await?;
     if create > 0 || !remove.is_empty() {
         info!(created = create, removed = remove.len(), "fleet changed");
         let note = format!(

@@ -12,7 +12,7 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams, PostParams},
     runtime::controller::Action,
 };
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use crate::{
     context::Context,
@@ -83,10 +83,25 @@ async fn reconcile_server(server: &GameServer, ctx: &Context) -> Result<Action> 
             ctx.event(server, next.state.is_failed(), next.state.as_str(), note)
                 .await;
         }
-        let patch = serde_json::json!({ "status": next });
-        servers
+        // The status was computed from a cached object: write it only if the object is still
+        // that version. The SDK (Ready, Allocate) and the allocator write states too, and a
+        // blind write would undo theirs. On a conflict, the newer version's watch event brings
+        // us back here with fresh data.
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": server.resource_version()},
+            "status": next,
+        });
+        match servers
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-            .await?;
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                debug!("status changed meanwhile; reconciling again");
+                return Ok(Action::requeue(Duration::from_millis(100)));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
