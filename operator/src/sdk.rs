@@ -18,11 +18,13 @@ use axum::{
     routing::{get, post, put},
 };
 use flotilla_api::{Allocation, GameServer, GameServerState, GameServerStatus, PlayerStatus, labels};
+use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time};
 use kube::{
     Api, Client, ResourceExt,
     api::{Patch, PatchParams},
+    runtime::{WatchStreamExt, watcher},
 };
 use serde::Deserialize;
 use tracing::{info, warn};
@@ -49,6 +51,7 @@ pub struct SdkState {
 pub fn router(state: Arc<SdkState>) -> Router {
     Router::new()
         .route("/sdk/v1/gameserver", get(get_self))
+        .route("/sdk/v1/gameserver/watch", get(watch_self))
         .route("/sdk/v1/ready", post(ready))
         .route("/sdk/v1/health", post(health))
         .route("/sdk/v1/reserve", post(reserve))
@@ -192,6 +195,34 @@ fn to_state(status: &mut GameServerStatus, next: GameServerState) -> Result<()> 
 async fn get_self(State(state): State<Arc<SdkState>>, headers: HeaderMap) -> Result<Json<GameServer>> {
     let caller = caller(&state, &headers).await?;
     Ok(Json(server_of(&state, &caller).await?))
+}
+
+/// A stream of the caller's GameServer, one JSON object per line (`application/x-ndjson`):
+/// its current state first, then every change, until it is deleted.
+async fn watch_self(State(state): State<Arc<SdkState>>, headers: HeaderMap) -> Result<Response> {
+    let caller = caller(&state, &headers).await?;
+    let server = server_of(&state, &caller).await?;
+    let servers: Api<GameServer> = Api::namespaced(state.client.clone(), &caller.namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={}", server.name_any()));
+    let lines = watcher(servers, config)
+        .default_backoff()
+        .take_while(|event| std::future::ready(!matches!(event, Ok(watcher::Event::Delete(_)))))
+        .filter_map(|event| {
+            std::future::ready(match event {
+                Ok(watcher::Event::Apply(gs) | watcher::Event::InitApply(gs)) => {
+                    serde_json::to_vec(&gs).ok().map(|mut line| {
+                        line.push(b'\n');
+                        Ok::<_, std::convert::Infallible>(line)
+                    })
+                }
+                _ => None,
+            })
+        });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response())
 }
 
 /// Ready: the server can take players. After a session it calls Ready again to be reused.

@@ -329,3 +329,69 @@ async fn a_reservation_returns_the_server_to_ready_when_it_runs_out() -> TestRes
     );
     fixture.ns.delete().await
 }
+
+#[tokio::test]
+async fn watching_its_own_server_streams_its_state_changes() -> TestResult {
+    let fixture = FleetFixture::start("sdk-watch", 1, FleetFixture::no_health()).await?;
+    sdk_up(&fixture).await?;
+    let name = fixture.scheduled(1).await?.remove(0).name_any();
+    let token = pod_token(&fixture, &name, "flotilla.dev/sdk").await?;
+    let mut stream = reqwest::Client::new()
+        .get(format!("{}/sdk/v1/gameserver/watch", fixture.operator.sdk_url))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(stream.status().as_u16(), 200);
+    assert_eq!(
+        stream.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/x-ndjson")
+    );
+
+    let mut buffer = String::new();
+    let mut states = Vec::new();
+    let mut called_ready = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !states.iter().any(|s| s == "Ready") {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .map_err(|_| flotilla_e2e::Error::Timeout(Duration::from_secs(30), "watch lines".into()))??;
+        let Some(chunk) = chunk else { break };
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some((line, rest)) = buffer.split_once('\n') {
+            let server: serde_json::Value = serde_json::from_str(line).expect("each line is a GameServer");
+            assert_eq!(
+                server["metadata"]["name"],
+                name.as_str(),
+                "only the caller's own server"
+            );
+            states.push(server["status"]["state"].as_str().unwrap_or_default().to_owned());
+            buffer = rest.to_owned();
+        }
+        if !called_ready && !states.is_empty() {
+            called_ready = true;
+            assert_eq!(
+                call(
+                    &fixture,
+                    Some(&token),
+                    reqwest::Method::POST,
+                    "/sdk/v1/ready",
+                    None
+                )
+                .await?
+                .0,
+                200
+            );
+        }
+    }
+    assert_eq!(
+        states.first().map(String::as_str),
+        Some("Scheduled"),
+        "the current state comes first: {states:?}"
+    );
+    assert!(
+        states.iter().any(|s| s == "RequestReady"),
+        "every change is streamed: {states:?}"
+    );
+    assert_eq!(states.last().map(String::as_str), Some("Ready"));
+    fixture.ns.delete().await
+}
