@@ -34,6 +34,10 @@ pub enum Error {
         to: flotilla_api::GameServerState,
     },
 
+    /// Others kept writing the same object; the caller may retry.
+    #[error("{0}")]
+    Conflict(String),
+
     /// An SDK request that cannot be carried out as asked (bad field, full server).
     #[error("{0}")]
     BadRequest(String),
@@ -57,6 +61,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Transition { .. } => "transition",
             Error::BadRequest(_) => "bad_request",
+            Error::Conflict(_) => "conflict",
             Error::Serve { .. } => "serve",
             Error::LostLeadership(_) => "lost_leadership",
         }

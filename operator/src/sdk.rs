@@ -99,7 +99,7 @@ impl IntoResponse for Error {
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Transition { .. } => StatusCode::CONFLICT,
+            Error::Transition { .. } | Error::Conflict(_) => StatusCode::CONFLICT,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Kube(_)
             | Error::InvalidTemplate(_)
