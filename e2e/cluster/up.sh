@@ -44,9 +44,14 @@ on_exit() {
 trap on_exit EXIT
 
 bin=$("$FLOTILLA_ROOT/e2e/cluster/build-binaries.sh")
-runner=$CARGO_TARGET_DIR/debug/flotilla-podrunner
+# FLOTILLA_PROFILE=release runs the runner and the images' binaries from release builds.
+profile=${FLOTILLA_PROFILE:-debug}
+[[ $profile == debug || $profile == release ]] || die "FLOTILLA_PROFILE must be debug or release"
+runner=$CARGO_TARGET_DIR/$profile/flotilla-podrunner
 if [[ ${FLOTILLA_SKIP_BUILD:-} != 1 ]]; then
-  (cd "$FLOTILLA_ROOT" && cargo build --quiet -p flotilla-podrunner -p flotilla-testpod)
+  release_flag=()
+  [[ $profile == release ]] && release_flag=(--release)
+  (cd "$FLOTILLA_ROOT" && cargo build --quiet "${release_flag[@]}" -p flotilla-podrunner -p flotilla-testpod)
 fi
 [[ -x $runner ]] || die "$runner is missing; build it with cargo build -p flotilla-podrunner"
 
@@ -135,7 +140,7 @@ if [[ -z $image_map ]]; then
   cat > "$image_map" <<TOML
 # Image name -> local binary. The pod runner reads this file at every container start.
 [images]
-"flotilla/testpod" = "$CARGO_TARGET_DIR/debug/flotilla-testpod"
+"flotilla/testpod" = "$CARGO_TARGET_DIR/$profile/flotilla-testpod"
 TOML
 fi
 
