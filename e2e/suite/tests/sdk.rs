@@ -77,6 +77,16 @@ async fn sdk_up(fixture: &FleetFixture) -> flotilla_e2e::Result<()> {
     .await
 }
 
+/// A fleet of one server with the given health settings, the server's name, and an SDK token
+/// of its pod, once the SDK endpoint answers.
+async fn one_server(prefix: &str, health: Health) -> flotilla_e2e::Result<(FleetFixture, String, String)> {
+    let fixture = FleetFixture::start(prefix, 1, health).await?;
+    sdk_up(&fixture).await?;
+    let name = fixture.scheduled(1).await?.remove(0).name_any();
+    let token = pod_token(&fixture, &name, "flotilla.dev/sdk").await?;
+    Ok((fixture, name, token))
+}
+
 #[tokio::test]
 async fn ready_heartbeats_and_silence_move_a_server_through_its_states() -> TestResult {
     let health = Health {
@@ -85,10 +95,7 @@ async fn ready_heartbeats_and_silence_move_a_server_through_its_states() -> Test
         period_seconds: 1,
         failure_threshold: 2,
     };
-    let fixture = FleetFixture::start("sdk-health", 1, health).await?;
-    sdk_up(&fixture).await?;
-    let name = fixture.scheduled(1).await?.remove(0).name_any();
-    let token = pod_token(&fixture, &name, "flotilla.dev/sdk").await?;
+    let (fixture, name, token) = one_server("sdk-health", health).await?;
 
     let beats = {
         let (url, token) = (fixture.operator.sdk_url.clone(), token.clone());
@@ -294,10 +301,7 @@ async fn sdk_calls_change_only_the_callers_server_and_bad_calls_get_clear_errors
 
 #[tokio::test]
 async fn a_reservation_returns_the_server_to_ready_when_it_runs_out() -> TestResult {
-    let fixture = FleetFixture::start("sdk-reserve", 1, FleetFixture::no_health()).await?;
-    sdk_up(&fixture).await?;
-    let name = fixture.scheduled(1).await?.remove(0).name_any();
-    let token = pod_token(&fixture, &name, "flotilla.dev/sdk").await?;
+    let (fixture, name, token) = one_server("sdk-reserve", FleetFixture::no_health()).await?;
     assert_eq!(
         call(
             &fixture,
@@ -332,10 +336,7 @@ async fn a_reservation_returns_the_server_to_ready_when_it_runs_out() -> TestRes
 
 #[tokio::test]
 async fn watching_its_own_server_streams_its_state_changes() -> TestResult {
-    let fixture = FleetFixture::start("sdk-watch", 1, FleetFixture::no_health()).await?;
-    sdk_up(&fixture).await?;
-    let name = fixture.scheduled(1).await?.remove(0).name_any();
-    let token = pod_token(&fixture, &name, "flotilla.dev/sdk").await?;
+    let (fixture, name, token) = one_server("sdk-watch", FleetFixture::no_health()).await?;
     let mut stream = reqwest::Client::new()
         .get(format!("{}/sdk/v1/gameserver/watch", fixture.operator.sdk_url))
         .bearer_auth(&token)
