@@ -1,0 +1,1 @@
+//! Client for the Flotilla game-server SDK endpoint.

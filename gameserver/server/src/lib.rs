@@ -1,0 +1,1 @@
+//! The Flotilla reference QUIC game server.
