@@ -3,13 +3,17 @@
 //!
 //! - [`GameServerFleet`] (`gsf`): a scalable set of game servers from one template;
 //! - [`GameServer`] (`gs`): one server, owned by its fleet, owning its pod;
-//! - [`GameServerState`]: the lifecycle every server follows, and which changes are allowed.
+//! - [`GameServerState`]: the lifecycle every server follows, and which changes are allowed;
+//! - [`connection_token`]: the signed tokens that admit players to an allocated server.
 
+pub mod connection_token;
+mod error;
 pub mod fleet;
 pub mod game_server;
 pub mod labels;
 pub mod state;
 
+pub use error::{Error, Result};
 pub use fleet::{
     FleetStrategy, GameServerFleet, GameServerFleetSpec, GameServerFleetStatus, GameServerTemplate,
     RollingUpdate, StrategyType,
