@@ -176,9 +176,7 @@ async fn update_status(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Error::BadRequest(
-        "the game server kept changing; try again".into(),
-    ))
+    Err(Error::Conflict("the game server kept changing; try again".into()))
 }
 
 fn to_state(status: &mut GameServerStatus, next: GameServerState) -> Result<()> {

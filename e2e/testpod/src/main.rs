@@ -5,8 +5,9 @@
 //! - `GET /kube?path=/api/...` calls the API server with the pod's in-cluster credentials and
 //!   answers with the status code it got, so a test can see what the service account may do;
 //! - `--exit-after-ms`/`--exit-code` make the process exit on its own, to test restarts;
-//! - `--sdk-ready` makes it behave as a minimal game server: it calls the Flotilla SDK's Ready
-//!   with its pod's token, then sends a health heartbeat every `--heartbeat-ms`.
+//! - `--sdk-ready` makes it behave as a minimal game server: through `flotilla-sdk`, it calls
+//!   the Flotilla SDK's Ready with its pod's token, then sends a health heartbeat every
+//!   `--heartbeat-ms` (failures are logged to stderr; `RUST_LOG` sets the level).
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -69,6 +70,13 @@ struct AppState {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
+    // Warnings (failed heartbeats) to stderr, like the rest of the pod's complaints.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
     match run(Args::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -179,48 +187,25 @@ async fn kube_status(Query(query): Query<KubeQuery>) -> (StatusCode, String) {
     }
 }
 
-/// The SDK calls a game server makes: Ready once, then heartbeats. Failures are retried, as a
-/// real server would; the token file is read for every call, since the kubelet renews it.
+/// The SDK calls a game server makes: Ready, retried until it gets through (as a real server
+/// would), then heartbeats every `heartbeat` for as long as the process lives. The client
+/// reads the token file for every call, since the kubelet renews it.
 async fn play_game_server(heartbeat: Duration) {
-    let (Ok(url), Ok(token_file)) = (
-        std::env::var("FLOTILLA_SDK_URL"),
-        std::env::var("FLOTILLA_SDK_TOKEN_FILE"),
-    ) else {
-        eprintln!("testpod: --sdk-ready needs FLOTILLA_SDK_URL and FLOTILLA_SDK_TOKEN_FILE");
-        return;
-    };
-    let client = reqwest::Client::new();
-    let call = |path: &'static str| {
-        let (client, url, token_file) = (client.clone(), url.clone(), token_file.clone());
-        async move {
-            let token = tokio::fs::read_to_string(&token_file)
-                .await
-                .map_err(|e| e.to_string())?;
-            let response = client
-                .post(format!("{url}{path}"))
-                .bearer_auth(token.trim())
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(format!("{path}: {}", response.status()))
-            }
+    let sdk = match flotilla_sdk::Sdk::from_env() {
+        Ok(sdk) => sdk,
+        Err(e) => {
+            eprintln!("testpod: --sdk-ready: {e}");
+            return;
         }
     };
     let mut backoff = Duration::from_millis(100);
-    while let Err(e) = call("/sdk/v1/ready").await {
+    while let Err(e) = sdk.ready().await {
         eprintln!("testpod: sdk ready failed, retrying: {e}");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
     println!("testpod: sdk ready");
-    loop {
-        if let Err(e) = call("/sdk/v1/health").await {
-            eprintln!("testpod: heartbeat failed: {e}");
-        }
-        tokio::time::sleep(heartbeat).await;
-    }
+    // Heartbeats stop when this is dropped, so this task holds it until the process ends.
+    let _heartbeats = sdk.spawn_health(heartbeat);
+    std::future::pending::<()>().await;
 }

@@ -9,9 +9,12 @@
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod bots;
+pub mod checkpoint_store;
 pub mod client;
 mod error;
 pub mod metrics;
+pub mod platform;
+pub mod runtime;
 pub mod server;
 pub mod tls;
 

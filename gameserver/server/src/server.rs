@@ -60,6 +60,8 @@ pub struct Status {
     pub session: Option<String>,
     pub tick: u32,
     pub players: usize,
+    /// Every player's score, best first.
+    pub results: Vec<flotilla_game::wire::PlayerResult>,
 }
 
 /// Talks to a running game task.
@@ -400,6 +402,7 @@ impl GameTask {
                     session: self.game.session().map(str::to_owned),
                     tick: self.game.tick(),
                     players: self.game.connected_players(),
+                    results: self.game.results(),
                 });
             }
         }
