@@ -55,34 +55,44 @@ pub struct Arena {
     pub(crate) rng: SplitMix64,
 }
 
-/// Scratch space reused between ticks so the hot path does not allocate.
+/// Scratch space reused between ticks so the hot path does not allocate. `players` holds
+/// every avatar's id and state in grid-index order, so queries need no map lookups.
 pub(crate) struct Spatial {
-    pub(crate) players: Grid,
-    pub(crate) player_ids: Vec<EntityId>,
-    pub(crate) orbs: Grid,
+    pub(crate) player_grid: Grid,
+    pub(crate) players: Vec<(EntityId, EntityState)>,
+    pub(crate) orb_grid: Grid,
     pub(crate) near: Vec<usize>,
+    candidates: Vec<(i64, EntityId, EntityState)>,
 }
 
 impl Spatial {
-    pub(crate) fn new(cell_mm: i32) -> Self {
+    pub(crate) fn new(cell_mm: i32, size_mm: i32) -> Self {
         Self {
-            players: Grid::new(cell_mm),
-            player_ids: Vec::new(),
-            orbs: Grid::new(cell_mm),
+            player_grid: Grid::new(cell_mm, size_mm),
+            players: Vec::new(),
+            orb_grid: Grid::new(cell_mm, size_mm),
             near: Vec::new(),
+            candidates: Vec::new(),
         }
     }
 
     pub(crate) fn index(&mut self, arena: &Arena) {
+        self.player_grid.clear();
         self.players.clear();
-        self.player_ids.clear();
         for (i, (id, a)) in arena.avatars.iter().enumerate() {
-            self.player_ids.push(*id);
-            self.players.insert(i, a.x, a.y);
+            self.players.push((
+                *id,
+                EntityState {
+                    x: a.x,
+                    y: a.y,
+                    score: a.score,
+                },
+            ));
+            self.player_grid.insert(i, a.x, a.y);
         }
-        self.orbs.clear();
+        self.orb_grid.clear();
         for (i, (x, y)) in arena.orbs.iter().enumerate() {
-            self.orbs.insert(i, *x, *y);
+            self.orb_grid.insert(i, *x, *y);
         }
     }
 }
@@ -172,17 +182,16 @@ impl Arena {
     /// Pushes overlapping pairs apart, each by half the overlap, in id order (Gauss–Seidel:
     /// later pairs see earlier corrections, which is deterministic and converges fast).
     fn separate(&mut self, spatial: &mut Spatial) {
-        let r = self.config.player_radius_mm;
+        let (r, size) = (self.config.player_radius_mm, self.config.size_mm);
         let min_dist = i64::from(2 * r);
-        let ids = std::mem::take(&mut spatial.player_ids);
         let mut near = std::mem::take(&mut spatial.near);
-        for (i, id) in ids.iter().enumerate() {
-            let Some(&a) = self.avatars.get(id) else { continue };
-            spatial.players.near(a.x, a.y, 2 * r, &mut near);
+        let players = &mut spatial.players;
+        let mut moved = false;
+        for i in 0..players.len() {
+            let (_, a) = players[i];
+            spatial.player_grid.near(a.x, a.y, 2 * r, &mut near);
             for &j in near.iter().filter(|&&j| j > i) {
-                let (Some(&a), Some(&b)) = (self.avatars.get(id), self.avatars.get(&ids[j])) else {
-                    continue;
-                };
+                let (a, b) = (players[i].1, players[j].1);
                 let (dx, dy) = (i64::from(b.x - a.x), i64::from(b.y - a.y));
                 let dist_sq = dx * dx + dy * dy;
                 if dist_sq >= min_dist * min_dist {
@@ -193,20 +202,24 @@ impl Arena {
                 // Coincident players separate along x, lower id to the left.
                 let (ux, uy, len) = if dist == 0 { (1, 0, 1) } else { (dx, dy, dist) };
                 let (px, py) = (to_i32(ux * push / len), to_i32(uy * push / len));
-                self.shift(*id, -px, -py);
-                self.shift(ids[j], px, py);
+                let shift = |s: &mut EntityState, dx: i32, dy: i32| {
+                    s.x = (s.x + dx).clamp(r, size - r);
+                    s.y = (s.y + dy).clamp(r, size - r);
+                };
+                shift(&mut players[i].1, -px, -py);
+                shift(&mut players[j].1, px, py);
+                moved = true;
             }
         }
-        spatial.player_ids = ids;
-        spatial.near = near;
-    }
-
-    fn shift(&mut self, id: EntityId, dx: i32, dy: i32) {
-        let (r, size) = (self.config.player_radius_mm, self.config.size_mm);
-        if let Some(a) = self.avatars.get_mut(&id) {
-            a.x = (a.x + dx).clamp(r, size - r);
-            a.y = (a.y + dy).clamp(r, size - r);
+        if moved {
+            for (id, state) in players.iter() {
+                if let Some(a) = self.avatars.get_mut(id) {
+                    a.x = state.x;
+                    a.y = state.y;
+                }
+            }
         }
+        spatial.near = near;
     }
 
     /// Each player collects the orbs it touches; a collected orb respawns elsewhere at once.
@@ -215,7 +228,7 @@ impl Arena {
         let mut near = std::mem::take(&mut spatial.near);
         let mut taken = vec![false; self.orbs.len()];
         for a in self.avatars.values_mut() {
-            spatial.orbs.near(a.x, a.y, to_i32(reach), &mut near);
+            spatial.orb_grid.near(a.x, a.y, to_i32(reach), &mut near);
             for &o in &near {
                 let (ox, oy) = self.orbs[o];
                 let (dx, dy) = (i64::from(ox - a.x), i64::from(oy - a.y));
@@ -233,8 +246,8 @@ impl Arena {
         spatial.near = near;
     }
 
-    /// What a player at (x, y) sees: entities within `radius`, nearest first (ties by id),
-    /// at most `max`. Nearest-first keeps the closest, most relevant entities when crowded.
+    /// What a player sees: entities within `radius`, at most `max` — the nearest ones (ties by
+    /// id) when crowded, since the closest matter most — in id order.
     pub(crate) fn visible(
         &self,
         spatial: &mut Spatial,
@@ -247,44 +260,41 @@ impl Arena {
         let Some(me) = self.avatars.get(&viewer) else {
             return;
         };
-        let mut candidates: Vec<(i64, EntityId, EntityState)> = Vec::new();
+        let (mx, my) = (i64::from(me.x), i64::from(me.y));
         let r2 = i64::from(radius) * i64::from(radius);
-        let dist = |x: i32, y: i32| {
-            let (dx, dy) = (i64::from(x - me.x), i64::from(y - me.y));
-            dx * dx + dy * dy
-        };
+        let mut candidates = std::mem::take(&mut spatial.candidates);
         let mut near = std::mem::take(&mut spatial.near);
-        spatial.players.near(me.x, me.y, radius, &mut near);
+        candidates.clear();
+        spatial.player_grid.near(me.x, me.y, radius, &mut near);
         for &i in &near {
-            let Some(&id) = spatial.player_ids.get(i) else {
+            let Some(&(id, state)) = spatial.players.get(i) else {
                 continue;
             };
-            let Some(a) = self.avatars.get(&id) else { continue };
-            let d = if id == viewer { -1 } else { dist(a.x, a.y) };
+            let (dx, dy) = (i64::from(state.x) - mx, i64::from(state.y) - my);
+            let d = if id == viewer { -1 } else { dx * dx + dy * dy };
             if d <= r2 {
-                candidates.push((
-                    d,
-                    id,
-                    EntityState {
-                        x: a.x,
-                        y: a.y,
-                        score: a.score,
-                    },
-                ));
+                candidates.push((d, id, state));
             }
         }
-        spatial.orbs.near(me.x, me.y, radius, &mut near);
+        spatial.orb_grid.near(me.x, me.y, radius, &mut near);
         for &o in &near {
             let (x, y) = self.orbs[o];
-            let d = dist(x, y);
+            let (dx, dy) = (i64::from(x) - mx, i64::from(y) - my);
+            let d = dx * dx + dy * dy;
             if d <= r2 {
                 let id = FIRST_ORB_ID.saturating_add(u16::try_from(o).unwrap_or(u16::MAX - FIRST_ORB_ID));
                 candidates.push((d, id, EntityState { x, y, score: 0 }));
             }
         }
+        if candidates.len() > max {
+            // Keys are unique (ids are), so the kept set is deterministic.
+            candidates.select_nth_unstable_by_key(max, |(d, id, _)| (*d, *id));
+            candidates.truncate(max);
+        }
+        out.extend(candidates.iter().map(|(_, id, state)| (*id, *state)));
+        out.sort_unstable_by_key(|(id, _)| *id);
+        spatial.candidates = candidates;
         spatial.near = near;
-        candidates.sort_unstable_by_key(|(d, id, _)| (*d, *id));
-        out.extend(candidates.into_iter().take(max).map(|(_, id, state)| (id, state)));
     }
 }
 
@@ -309,7 +319,7 @@ mod tests {
             orbs: 0,
             ..ArenaConfig::default()
         };
-        (Arena::new(config), Spatial::new(20_000))
+        (Arena::new(config.clone()), Spatial::new(20_000, config.size_mm))
     }
 
     #[test]
@@ -375,7 +385,7 @@ mod tests {
             orbs: 1,
             ..ArenaConfig::default()
         });
-        let mut spatial = Spatial::new(20_000);
+        let mut spatial = Spatial::new(20_000, 200_000);
         let (ox, oy) = arena.orbs[0];
         arena.place(
             1,

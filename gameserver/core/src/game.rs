@@ -140,7 +140,7 @@ pub struct Game {
 
 impl Game {
     pub fn new(config: GameConfig, server: impl Into<String>) -> Self {
-        let spatial = Spatial::new(config.view_radius_mm);
+        let spatial = Spatial::new(config.view_radius_mm, config.arena.size_mm);
         Self {
             arena: Arena::new(config.arena.clone()),
             config,
@@ -461,7 +461,6 @@ impl Game {
                 self.config.max_visible.min(MAX_ENTITIES),
                 &mut self.view,
             );
-            Replicator::sorted(&mut self.view);
             let snapshot = c.replicator.snapshot(tick, c.input_seq, &self.view);
             let bytes = Datagram::Snapshot(snapshot).encode();
             debug_assert!(bytes.len() <= MAX_DATAGRAM, "snapshot of {} bytes", bytes.len());

@@ -29,7 +29,7 @@ impl Replicator {
         }
     }
 
-    /// Builds the snapshot of `view` (sorted by id, as [`Self::sorted`] leaves it) for `tick`.
+    /// Builds the snapshot of `view` (sorted by id) for `tick`.
     pub fn snapshot(
         &mut self,
         tick: u32,
@@ -85,10 +85,16 @@ impl Replicator {
                 (None, None) => break,
             }
         }
-        if self.sent.len() == HISTORY {
-            self.sent.pop_front();
+        // The oldest record's buffer is reused: no allocation per player per tick.
+        let mut record = if self.sent.len() == HISTORY {
+            self.sent.pop_front().map(|(_, v)| v)
+        } else {
+            None
         }
-        self.sent.push_back((tick, view.to_vec()));
+        .unwrap_or_default();
+        record.clear();
+        record.extend_from_slice(view);
+        self.sent.push_back((tick, record));
         SnapshotDatagram {
             tick,
             baseline: baseline_tick,
@@ -96,10 +102,6 @@ impl Replicator {
             entities,
             removed,
         }
-    }
-
-    pub fn sorted(view: &mut [(EntityId, EntityState)]) {
-        view.sort_unstable_by_key(|(id, _)| *id);
     }
 }
 

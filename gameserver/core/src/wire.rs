@@ -93,7 +93,13 @@ const DATAGRAM_SNAPSHOT: u8 = 2;
 
 impl Datagram {
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::default();
+        let capacity = match self {
+            Datagram::Input(input) => 7 + 6 * input.inputs.len(),
+            Datagram::Snapshot(snap) => 18 + 15 * snap.entities.len() + 2 * snap.removed.len(),
+        };
+        let mut w = Writer {
+            bytes: Vec::with_capacity(capacity),
+        };
         w.u8(VERSION);
         match self {
             Datagram::Input(input) => {

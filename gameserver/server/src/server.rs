@@ -163,8 +163,20 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
         .datagram_send_buffer_size(64 * 1024)
         // One control stream per connection; nobody needs more.
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(1))
-        .max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+        .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
+        // Both sides send a datagram every tick, so acknowledgements can ride on those instead
+        // of costing packets of their own: ask the peer to acknowledge every 4th packet, or
+        // after 50 ms. Loss detection is not needed for datagrams, which are never resent.
+        .ack_frequency_config(Some(ack_frequency()));
     Arc::new(transport)
+}
+
+fn ack_frequency() -> quinn::AckFrequencyConfig {
+    let mut config = quinn::AckFrequencyConfig::default();
+    config
+        .ack_eliciting_threshold(quinn::VarInt::from_u32(3))
+        .max_ack_delay(Some(Duration::from_millis(50)));
+    config
 }
 
 /// Binds the endpoint and starts the game task.

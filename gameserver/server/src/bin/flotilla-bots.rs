@@ -19,11 +19,11 @@ use flotilla_gameserver::bots::{self, BotConfig};
 )]
 struct Args {
     /// The server's QUIC address.
-    #[arg(long)]
-    addr: SocketAddr,
+    #[arg(long, required_unless_present = "write_key")]
+    addr: Option<SocketAddr>,
     /// The server certificate's SHA-256 (annotation sdk.flotilla.dev/quic-cert-sha256).
-    #[arg(long)]
-    fingerprint: String,
+    #[arg(long, required_unless_present = "write_key")]
+    fingerprint: Option<String>,
     /// Connection tokens, one per line; one bot per token.
     #[arg(long, conflicts_with = "signing_key")]
     tokens_file: Option<PathBuf>,
@@ -45,6 +45,17 @@ struct Args {
     input_rate: u32,
     #[arg(long, default_value_t = 64)]
     bots_per_endpoint: usize,
+    /// Write a new signing key (PKCS#8 DER) to this file, print its public key, and exit.
+    #[arg(long, exclusive = true)]
+    write_key: Option<PathBuf>,
+}
+
+fn write_key(path: &std::path::Path) -> Result<String, String> {
+    let der = TokenSigner::generate_pkcs8().map_err(|e| e.to_string())?;
+    std::fs::write(path, &der).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(TokenSigner::from_pkcs8(&der)
+        .map_err(|e| e.to_string())?
+        .public_key())
 }
 
 fn tokens(args: &Args) -> Result<Vec<String>, String> {
@@ -89,6 +100,18 @@ async fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
+    if let Some(path) = &args.write_key {
+        return match write_key(path) {
+            Ok(public) => {
+                println!("{public}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("flotilla-bots: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let tokens = match tokens(&args) {
         Ok(t) => t,
         Err(e) => {
@@ -96,9 +119,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let (Some(addr), Some(fingerprint)) = (args.addr, args.fingerprint.clone()) else {
+        eprintln!("flotilla-bots: --addr and --fingerprint are required");
+        return ExitCode::FAILURE;
+    };
     let config = BotConfig {
-        addr: args.addr,
-        fingerprint: args.fingerprint,
+        addr,
+        fingerprint,
         tokens,
         duration: Duration::from_secs(args.seconds),
         input_rate_hz: args.input_rate,
