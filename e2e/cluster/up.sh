@@ -51,7 +51,8 @@ runner=$CARGO_TARGET_DIR/$profile/flotilla-podrunner
 if [[ ${FLOTILLA_SKIP_BUILD:-} != 1 ]]; then
   release_flag=()
   [[ $profile == release ]] && release_flag=(--release)
-  (cd "$FLOTILLA_ROOT" && cargo build --quiet "${release_flag[@]}" -p flotilla-podrunner -p flotilla-testpod)
+  (cd "$FLOTILLA_ROOT" && cargo build --quiet "${release_flag[@]}" -p flotilla-podrunner -p flotilla-testpod \
+    -p flotilla-gameserver --bin flotilla-gameserver)
 fi
 [[ -x $runner ]] || die "$runner is missing; build it with cargo build -p flotilla-podrunner"
 
@@ -141,6 +142,7 @@ if [[ -z $image_map ]]; then
 # Image name -> local binary. The pod runner reads this file at every container start.
 [images]
 "flotilla/testpod" = "$CARGO_TARGET_DIR/$profile/flotilla-testpod"
+"flotilla/gameserver" = "$CARGO_TARGET_DIR/$profile/flotilla-gameserver"
 TOML
 fi
 

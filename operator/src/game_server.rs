@@ -14,6 +14,7 @@ use kube::{
 };
 use tracing::{debug, info, instrument, warn};
 
+use crate::status_patch::status_patch;
 use crate::{
     context::Context,
     error::{Error, Result},
@@ -87,10 +88,7 @@ async fn reconcile_server(server: &GameServer, ctx: &Context) -> Result<Action> 
         // that version. The SDK (Ready, Allocate) and the allocator write states too, and a
         // blind write would undo theirs. On a conflict, the newer version's watch event brings
         // us back here with fresh data.
-        let patch = serde_json::json!({
-            "metadata": {"resourceVersion": server.resource_version()},
-            "status": next,
-        });
+        let patch = status_patch(server, &next);
         match servers
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
             .await

@@ -86,10 +86,7 @@ async fn mark_unhealthy(client: &Client, server: &GameServer, message: &str) -> 
     let mut status = current;
     status.state = GameServerState::Unhealthy;
     status.message = Some(message.to_owned());
-    let patch = serde_json::json!({
-        "metadata": {"resourceVersion": server.resource_version()},
-        "status": status,
-    });
+    let patch = crate::status_patch::status_patch(server, &status);
     let api: Api<GameServer> = Api::namespaced(client.clone(), &server.namespace().unwrap_or_default());
     // A conflict means the server changed meanwhile; the next tick looks again.
     match api

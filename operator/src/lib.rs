@@ -18,6 +18,7 @@ pub mod rollout;
 pub mod scale_down;
 pub mod sdk;
 pub mod sdk_auth;
+pub mod status_patch;
 
 use std::sync::Arc;
 

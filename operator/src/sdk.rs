@@ -159,10 +159,7 @@ async fn update_status(
         if server.status.as_ref() == Some(&status) {
             return Ok(Json(server));
         }
-        let patch = serde_json::json!({
-            "metadata": {"resourceVersion": server.resource_version()},
-            "status": status,
-        });
+        let patch = crate::status_patch::status_patch(&server, &status);
         let servers: Api<GameServer> = Api::namespaced(state.client.clone(), &caller.namespace);
         match servers
             .patch_status(&server.name_any(), &PatchParams::default(), &Patch::Merge(patch))

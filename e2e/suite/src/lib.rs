@@ -28,6 +28,8 @@ pub enum Error {
     Http(#[from] reqwest::Error),
     #[error("manifest {0}: {1}")]
     Manifest(String, String),
+    #[error("game: {0}")]
+    Game(#[from] flotilla_gameserver::Error),
 }
 
 /// A client for the cluster under test.
@@ -343,5 +345,47 @@ impl FleetFixture {
             },
         )
         .await
+    }
+}
+
+/// A redis-server on a free loopback port for the test's game servers (match checkpoints),
+/// killed when dropped.
+pub struct Redis {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl Redis {
+    pub fn start() -> Result<Self> {
+        let io = |e: std::io::Error| Error::Manifest("redis-server".into(), e.to_string());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(io)?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(io)?;
+        Ok(Self {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        })
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -20,6 +20,9 @@ use crate::{Error, Result};
 /// The annotation (under `sdk.flotilla.dev/`) that carries the certificate fingerprint players
 /// pin; the allocation answer passes it on.
 pub const FINGERPRINT_ANNOTATION: &str = "quic-cert-sha256";
+/// The annotation naming the session the game is running, set once the match is set up
+/// (fresh or restored): from then on players can join.
+pub const SESSION_ANNOTATION: &str = "match-session";
 /// The annotation with the last match's results, as JSON.
 pub const RESULTS_ANNOTATION: &str = "match-results";
 
@@ -117,6 +120,9 @@ impl Platform {
                 info!(session, "allocated; waiting for players");
                 handle.allocate(session).await?;
             }
+        }
+        if let Err(e) = self.sdk.set_annotation(SESSION_ANNOTATION, session).await {
+            warn!(session, error = %e, "could not report the session");
         }
         Ok(())
     }
