@@ -169,6 +169,38 @@ fn quic_addr(server: &GameServer) -> Result<std::net::SocketAddr> {
     format!("{ip}:{port}").parse().map_err(game)
 }
 
+/// The game server's process id (the pod runner reports it as the container id).
+async fn server_pid(fleet: &GameFleet, name: &str) -> Result<u32> {
+    let pods: Api<Pod> = fleet.ns.api();
+    pods.get(name)
+        .await?
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c[0].container_id.clone())
+        .and_then(|id| id.strip_prefix("process://").and_then(|p| p.parse().ok()))
+        .ok_or_else(|| game("no process id for the game server"))
+}
+
+/// CPU time a process has used (user + system), from /proc.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(game)?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .ok_or_else(|| game("short /proc stat"))?
+        .iter()
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum();
+    // Clock ticks of USER_HZ, which Linux fixes at 100 for /proc.
+    Ok(ticks / 100.0)
+}
+
 #[tokio::test]
 async fn bots_play_a_match_on_an_allocated_server_which_then_returns_to_ready() -> TestResult {
     let fleet = GameFleet::start(
@@ -181,8 +213,22 @@ async fn bots_play_a_match_on_an_allocated_server_which_then_returns_to_ready() 
         ],
     )
     .await?;
-    let chosen = fleet.ready(2).await?.remove(0);
+    let mut ready = fleet.ready(2).await?;
+    let (chosen, idle) = (ready.remove(0), ready.remove(0));
     let name = chosen.name_any();
+
+    // A Ready server without a session does not tick: its process is all but idle.
+    let pid = server_pid(&fleet, &idle.name_any()).await?;
+    let (cpu_before, started) = (cpu_seconds(pid)?, std::time::Instant::now());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle_share = (cpu_seconds(pid)? - cpu_before) / started.elapsed().as_secs_f64();
+    println!("idle Ready game server: {:.2}% of a core", idle_share * 100.0);
+    assert!(
+        idle_share < 0.01,
+        "a Ready server with no session used {:.2}% of a core",
+        idle_share * 100.0
+    );
+
     fleet.allocate(&chosen, "match-1").await?;
     let server = fleet.session_started(&name, "match-1").await?;
 
@@ -344,14 +390,7 @@ async fn a_match_continues_on_a_replacement_server_after_its_server_dies() -> Te
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
     // The server process dies mid-match.
-    let pods: Api<Pod> = fleet.ns.api();
-    let pod = pods.get(&first_name).await?;
-    let pid = pod
-        .status
-        .and_then(|s| s.container_statuses)
-        .and_then(|c| c[0].container_id.clone())
-        .and_then(|id| id.strip_prefix("process://").and_then(|p| p.parse::<u32>().ok()))
-        .ok_or_else(|| game("no process id for the game server"))?;
+    let pid = server_pid(&fleet, &first_name).await?;
     std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
