@@ -109,6 +109,7 @@ pub async fn run(args: Args) -> Result<()> {
         auth: Authenticator::new(client.clone()),
         heartbeats: Default::default(),
         metrics: metrics.clone(),
+        changes: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(sdk_addr)
         .await
@@ -118,10 +119,18 @@ pub async fn run(args: Args) -> Result<()> {
         })?;
     let sdk_server = axum::serve(listener, sdk::router(sdk_state.clone()));
     let (server_cache, cache_writer) = reflector::store();
+    // One watch of every GameServer, on every replica: it feeds the health monitor's cache and
+    // the SDK's watch requests.
+    let changes = sdk_state.changes.clone();
     let server_watch = reflector(cache_writer, watcher(servers.clone(), watcher::Config::default()))
         .default_backoff()
-        .touched_objects()
-        .for_each(|_| async {});
+        .for_each(move |event| {
+            if let Ok(event) = &event {
+                changes.publish(event);
+            }
+            async {}
+        });
+    let server_watch = tokio::spawn(server_watch);
     let client_for_lease = client.clone();
     let health_monitor = health::monitor(
         client,

@@ -24,7 +24,7 @@ use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time};
 use kube::{
     Api, Client, ResourceExt,
     api::{Patch, PatchParams},
-    runtime::{WatchStreamExt, watcher},
+    runtime::watcher,
 };
 use serde::Deserialize;
 use tracing::{info, warn};
@@ -46,6 +46,48 @@ pub struct SdkState {
     pub auth: Authenticator,
     pub heartbeats: Heartbeats,
     pub metrics: Arc<Metrics>,
+    pub changes: ServerChanges,
+}
+
+/// A change to some GameServer, as the operator's one watch of all of them saw it.
+#[derive(Clone, Debug)]
+pub enum ServerChange {
+    Applied(Arc<GameServer>),
+    Deleted { namespace: String, name: String },
+}
+
+/// Fans the operator's single GameServer watch out to every SDK watch request, so a thousand
+/// game servers watching themselves cost one API watch, not a thousand.
+#[derive(Clone)]
+pub struct ServerChanges {
+    sender: tokio::sync::broadcast::Sender<ServerChange>,
+}
+
+impl Default for ServerChanges {
+    fn default() -> Self {
+        // Room for a burst of changes across the fleet; a receiver that falls further behind
+        // re-reads its server instead of missing a change.
+        Self {
+            sender: tokio::sync::broadcast::channel(8192).0,
+        }
+    }
+}
+
+impl ServerChanges {
+    pub fn publish(&self, event: &watcher::Event<GameServer>) {
+        let change = match event {
+            watcher::Event::Apply(gs) | watcher::Event::InitApply(gs) => {
+                ServerChange::Applied(Arc::new(gs.clone()))
+            }
+            watcher::Event::Delete(gs) => ServerChange::Deleted {
+                namespace: gs.namespace().unwrap_or_default(),
+                name: gs.name_any(),
+            },
+            watcher::Event::Init | watcher::Event::InitDone => return,
+        };
+        // No receivers is the normal case when no game server watches.
+        let _ = self.sender.send(change);
+    }
 }
 
 pub fn router(state: Arc<SdkState>) -> Router {
@@ -196,23 +238,60 @@ async fn get_self(State(state): State<Arc<SdkState>>, headers: HeaderMap) -> Res
 /// its current state first, then every change, until it is deleted.
 async fn watch_self(State(state): State<Arc<SdkState>>, headers: HeaderMap) -> Result<Response> {
     let caller = caller(&state, &headers).await?;
+    // Subscribe before reading the current object, so no change can fall in between.
+    let changes = state.changes.sender.subscribe();
     let server = server_of(&state, &caller).await?;
-    let servers: Api<GameServer> = Api::namespaced(state.client.clone(), &caller.namespace);
-    let config = watcher::Config::default().fields(&format!("metadata.name={}", server.name_any()));
-    let lines = watcher(servers, config)
-        .default_backoff()
-        .take_while(|event| std::future::ready(!matches!(event, Ok(watcher::Event::Delete(_)))))
-        .filter_map(|event| {
-            std::future::ready(match event {
-                Ok(watcher::Event::Apply(gs) | watcher::Event::InitApply(gs)) => {
-                    serde_json::to_vec(&gs).ok().map(|mut line| {
-                        line.push(b'\n');
-                        Ok::<_, std::convert::Infallible>(line)
-                    })
+    let api: Api<GameServer> = Api::namespaced(state.client.clone(), &caller.namespace);
+    let (namespace, name) = (caller.namespace.clone(), server.name_any());
+    let first = futures::stream::once(std::future::ready(Some(server.clone())));
+    let rest = futures::stream::unfold(
+        (changes, server.resource_version(), false),
+        move |(mut changes, mut last, done)| {
+            let (api, namespace, name) = (api.clone(), namespace.clone(), name.clone());
+            async move {
+                if done {
+                    return None;
                 }
-                _ => None,
-            })
-        });
+                loop {
+                    match changes.recv().await {
+                        Ok(ServerChange::Applied(gs))
+                            if gs.name_any() == name && gs.namespace().as_deref() == Some(&namespace) =>
+                        {
+                            if gs.resource_version() != last {
+                                last = gs.resource_version();
+                                return Some((Some((*gs).clone()), (changes, last, false)));
+                            }
+                        }
+                        Ok(ServerChange::Deleted {
+                            namespace: ns,
+                            name: n,
+                        }) if n == name && ns == namespace => {
+                            return None;
+                        }
+                        Ok(_) => {}
+                        // Fell behind the fan-out: read the object again rather than miss a change.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            match api.get_opt(&name).await {
+                                Ok(Some(gs)) => {
+                                    last = gs.resource_version();
+                                    return Some((Some(gs), (changes, last, false)));
+                                }
+                                Ok(None) => return None,
+                                Err(_) => return Some((None, (changes, last, true))),
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        },
+    );
+    let lines = first.chain(rest).filter_map(|gs| {
+        std::future::ready(gs.and_then(|gs| serde_json::to_vec(&gs).ok()).map(|mut line| {
+            line.push(b'\n');
+            Ok::<_, std::convert::Infallible>(line)
+        }))
+    });
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
         axum::body::Body::from_stream(lines),
