@@ -256,9 +256,18 @@ impl Operator {
     }
 }
 
-/// A namespace with the CRDs, its own operator, and the sample fleet `arena` running
-/// `flotilla/testpod` (an HTTP server standing in for a game server until the QUIC server
-/// exists). `health` replaces the sample's health settings.
+/// What the fixture's fleet runs in each pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// The reference QUIC game server: it reports Ready and heartbeats through the SDK.
+    GameServer,
+    /// `flotilla/testpod`, an HTTP server that never calls the SDK, for tests that play the
+    /// game server's part themselves or need servers that stay not-ready.
+    Passive,
+}
+
+/// A namespace with the CRDs, its own operator, and the sample fleet `arena` running `workload`.
+/// `health` replaces the sample's health settings.
 pub struct FleetFixture {
     pub ns: TestNamespace,
     pub operator: Operator,
@@ -268,6 +277,15 @@ pub struct FleetFixture {
 
 impl FleetFixture {
     pub async fn start(prefix: &str, replicas: i32, health: flotilla_api::Health) -> Result<Self> {
+        Self::start_with(prefix, replicas, health, Workload::Passive).await
+    }
+
+    pub async fn start_with(
+        prefix: &str,
+        replicas: i32,
+        health: flotilla_api::Health,
+        workload: Workload,
+    ) -> Result<Self> {
         let ns = TestNamespace::create(prefix).await?;
         install_crds(&ns.client).await?;
         let operator = Operator::start(&ns.name)?;
@@ -276,8 +294,23 @@ impl FleetFixture {
         fleet.spec.template.spec.health = health;
         if let Some(pod) = fleet.spec.template.spec.template.spec.as_mut() {
             let container = &mut pod.containers[0];
-            container.image = Some("flotilla/testpod".into());
-            container.args = Some(vec!["--port".into(), "7777".into()]);
+            match workload {
+                Workload::GameServer => {
+                    // A key nobody signs with: these tests allocate but never admit players.
+                    let key = flotilla_api::connection_token::TokenSigner::generate_pkcs8()
+                        .and_then(|der| flotilla_api::connection_token::TokenSigner::from_pkcs8(&der))
+                        .map_err(|e| Error::Manifest("token key".into(), e.to_string()))?;
+                    container.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+                        name: "FLOTILLA_TOKEN_KEYS".into(),
+                        value: Some(key.public_key()),
+                        ..Default::default()
+                    }]);
+                }
+                Workload::Passive => {
+                    container.image = Some("flotilla/testpod".into());
+                    container.args = Some(vec!["--port".into(), "7777".into()]);
+                }
+            }
         }
         let fleets: Api<flotilla_api::GameServerFleet> = ns.api();
         fleets.create(&PostParams::default(), &fleet).await?;

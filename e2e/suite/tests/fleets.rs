@@ -1,11 +1,12 @@
 //! The operator on the local cluster: fleets become game servers with pods, addresses and
 //! nodes; scaling up and down works and never removes an allocated server; a server whose
-//! process dies is replaced. Each test runs its own operator, watching only its namespace.
+//! process dies is replaced. Each test runs its own operator, watching only its namespace, and
+//! the fleets run the reference game server, which reports Ready itself through the SDK.
 
 use std::{collections::BTreeSet, time::Duration};
 
 use flotilla_api::{GameServer, GameServerState, labels};
-use flotilla_e2e::{FleetFixture, eventually, process_alive};
+use flotilla_e2e::{FleetFixture, Workload, eventually, process_alive};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, ResourceExt,
@@ -29,9 +30,29 @@ impl std::ops::Deref for FleetTest {
 
 impl FleetTest {
     async fn start(prefix: &str, replicas: i32) -> flotilla_e2e::Result<Self> {
+        let health = FleetFixture::no_health();
+        Ok(FleetTest(
+            FleetFixture::start_with(prefix, replicas, health, Workload::GameServer).await?,
+        ))
+    }
+
+    /// Servers that never report Ready, for tests that decide readiness themselves.
+    async fn start_passive(prefix: &str, replicas: i32) -> flotilla_e2e::Result<Self> {
         Ok(FleetTest(
             FleetFixture::start(prefix, replicas, FleetFixture::no_health()).await?,
         ))
+    }
+
+    /// Waits for `count` live servers, all Ready.
+    async fn all_ready(&self, count: usize) -> flotilla_e2e::Result<Vec<GameServer>> {
+        eventually(WAIT, &format!("{count} Ready servers"), || async {
+            let live = self.live_servers().await?;
+            let ready = live
+                .iter()
+                .all(|s| s.status.as_ref().map(|st| st.state) == Some(GameServerState::Ready));
+            Ok((live.len() == count && ready).then_some(live))
+        })
+        .await
     }
 
     /// Sets a server's state the way the allocator will (the allocation API comes later).
@@ -59,7 +80,7 @@ fn names(servers: &[GameServer]) -> BTreeSet<String> {
 #[tokio::test]
 async fn fleet_servers_get_pods_addresses_and_nodes_and_the_fleet_counts_them() -> TestResult {
     let test = FleetTest::start("fleet-basic", 3).await?;
-    let servers = test.scheduled(3).await?;
+    let servers = test.all_ready(3).await?;
     let pods: Api<Pod> = test.ns.api();
     for server in &servers {
         let pod = pods.get(&server.name_any()).await?;
@@ -77,13 +98,16 @@ async fn fleet_servers_get_pods_addresses_and_nodes_and_the_fleet_counts_them() 
     }
     eventually(WAIT, "fleet status to count 3 servers", || async {
         let fleet = test.fleets.get("arena").await?;
-        Ok(fleet.status.filter(|s| s.replicas == 3).map(|_| ()))
+        Ok(fleet
+            .status
+            .filter(|s| s.replicas == 3 && s.ready_replicas == 3)
+            .map(|_| ()))
     })
     .await?;
 
     // Operators see it too: metrics per fleet and state, and Events on the servers.
     let expected = format!(
-        r#"flotilla_game_servers{{namespace="{}",fleet="arena",state="Scheduled"}} 3"#,
+        r#"flotilla_game_servers{{namespace="{}",fleet="arena",state="Ready"}} 3"#,
         test.ns.name
     );
     eventually(WAIT, "the game-server gauge", || async {
@@ -104,7 +128,9 @@ async fn fleet_servers_get_pods_addresses_and_nodes_and_the_fleet_counts_them() 
         .filter_map(|e| e.reason)
         .collect();
     assert!(
-        reasons.iter().any(|r| r == "Scheduled"),
+        ["Scheduled", "Ready"]
+            .iter()
+            .all(|state| reasons.iter().any(|r| r == state)),
         "Events say what happened: {reasons:?}"
     );
     test.ns.delete().await
@@ -113,10 +139,10 @@ async fn fleet_servers_get_pods_addresses_and_nodes_and_the_fleet_counts_them() 
 #[tokio::test]
 async fn allocated_servers_survive_scale_to_zero() -> TestResult {
     let test = FleetTest::start("fleet-alloc", 4).await?;
-    let servers = test.scheduled(4).await?;
+    // Allocate only once the servers have reported Ready themselves.
+    let servers = test.all_ready(4).await?;
     let allocated: BTreeSet<String> = names(&servers).into_iter().take(2).collect();
     for name in &allocated {
-        test.set_state(name, GameServerState::Ready).await?;
         test.set_state(name, GameServerState::Allocated).await?;
     }
     test.scale(0).await?;
@@ -137,7 +163,7 @@ async fn allocated_servers_survive_scale_to_zero() -> TestResult {
 
 #[tokio::test]
 async fn scale_down_removes_servers_that_are_not_ready_before_ready_ones() -> TestResult {
-    let test = FleetTest::start("fleet-order", 3).await?;
+    let test = FleetTest::start_passive("fleet-order", 3).await?;
     let servers = test.scheduled(3).await?;
     let ready = servers[1].name_any();
     test.set_state(&ready, GameServerState::RequestReady).await?;
@@ -188,30 +214,9 @@ async fn a_server_whose_process_dies_turns_unhealthy_and_is_replaced() -> TestRe
     test.ns.delete().await
 }
 
-/// Plays the game servers' part: every server that is up calls Ready (as the SDK would).
-fn servers_call_ready(test: &FleetTest) -> tokio::task::JoinHandle<()> {
-    let servers = test.servers.clone();
-    tokio::spawn(async move {
-        loop {
-            if let Ok(list) = servers.list(&Default::default()).await {
-                for gs in list.items {
-                    if gs.status.as_ref().map(|s| s.state) == Some(GameServerState::Scheduled) {
-                        let patch = json!({"status": {"state": "RequestReady"}});
-                        let _ = servers
-                            .patch_status(&gs.name_any(), &PatchParams::default(), &Patch::Merge(patch))
-                            .await;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-}
-
 #[tokio::test]
 async fn a_template_change_rolls_within_its_bounds_and_keeps_allocated_servers() -> TestResult {
     let test = FleetTest::start("fleet-roll", 4).await?;
-    let players = servers_call_ready(&test);
     let available = |s: &GameServer| {
         matches!(
             s.status.as_ref().map(|st| st.state),
@@ -268,7 +273,6 @@ async fn a_template_change_rolls_within_its_bounds_and_keeps_allocated_servers()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    players.abort();
     assert!(
         most <= 5,
         "never more than replicas + maxSurge servers (saw {most})"
