@@ -235,4 +235,7 @@ pub struct Allocation {
     pub allocated_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// The request's idempotency key: a retry with the same key finds this allocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }

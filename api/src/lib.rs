@@ -4,8 +4,10 @@
 //! - [`GameServerFleet`] (`gsf`): a scalable set of game servers from one template;
 //! - [`GameServer`] (`gs`): one server, owned by its fleet, owning its pod;
 //! - [`GameServerState`]: the lifecycle every server follows, and which changes are allowed;
+//! - [`allocation`]: the allocation API's requests and answers;
 //! - [`connection_token`]: the signed tokens that admit players to an allocated server.
 
+pub mod allocation;
 pub mod connection_token;
 mod error;
 pub mod fleet;

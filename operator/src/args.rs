@@ -50,4 +50,21 @@ pub struct Args {
         default_value = "http://flotilla-operator.flotilla-system.svc:9358"
     )]
     pub sdk_url: String,
+
+    /// Where the allocation API listens.
+    #[arg(long, env = "FLOTILLA_ALLOCATION_ADDR", default_value = "0.0.0.0:8443")]
+    pub allocation_addr: SocketAddr,
+
+    /// The Secret (in the lease namespace) holding the connection-token signing key; created
+    /// with a new key when missing.
+    #[arg(
+        long,
+        env = "FLOTILLA_SIGNING_KEY_SECRET",
+        default_value = "flotilla-token-signing-key"
+    )]
+    pub signing_key_secret: String,
+
+    /// How long players' connection tokens are valid.
+    #[arg(long, env = "FLOTILLA_TOKEN_SECONDS", default_value_t = 600)]
+    pub token_seconds: u64,
 }

@@ -14,6 +14,8 @@ pub struct Context {
     pub client: Client,
     /// The SDK endpoint's URL as game servers reach it, put into their environment.
     pub sdk_url: String,
+    /// Public keys of the connection-token signer, put into game servers' environment.
+    pub token_keys: String,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
 }

@@ -24,8 +24,16 @@ pub enum Error {
     #[error("forbidden: {0}")]
     Forbidden(String),
 
-    #[error("game server {0} not found")]
+    #[error("{0} not found")]
     NotFound(String),
+
+    /// No server matches an allocation request right now.
+    #[error("no capacity: {0}")]
+    NoCapacity(String),
+
+    /// The connection-token signing key is missing or unusable.
+    #[error("signing key: {0}")]
+    Signing(String),
 
     /// A state change the state machine does not allow.
     #[error("a game server cannot go from {from} to {to}")]
@@ -41,6 +49,10 @@ pub enum Error {
     /// An SDK request that cannot be carried out as asked (bad field, full server).
     #[error("{0}")]
     BadRequest(String),
+
+    /// A request field that is not acceptable; the answer names the field.
+    #[error("{field}: {reason}")]
+    InvalidField { field: String, reason: String },
 
     #[error("leadership lost: {0}")]
     LostLeadership(String),
@@ -59,11 +71,54 @@ impl Error {
             Error::Unauthenticated(_) => "unauthenticated",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
+            Error::NoCapacity(_) => "no_capacity",
+            Error::Signing(_) => "signing",
             Error::Transition { .. } => "transition",
-            Error::BadRequest(_) => "bad_request",
+            Error::BadRequest(_) | Error::InvalidField { .. } => "bad_request",
             Error::Conflict(_) => "conflict",
             Error::Serve { .. } => "serve",
             Error::LostLeadership(_) => "lost_leadership",
         }
+    }
+}
+
+/// Maps errors to HTTP answers in one place (SDK and allocation API): `{"error": message}`,
+/// plus `field` for a bad field and `Retry-After` when there is no capacity. Clients get the
+/// message, never internals.
+impl axum::response::IntoResponse for Error {
+    fn into_response(self) -> axum::response::Response {
+        use axum::Json;
+        use axum::http::{HeaderValue, StatusCode, header::RETRY_AFTER};
+        let status = match &self {
+            Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Transition { .. } | Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::InvalidField { field, .. } => {
+                let body = serde_json::json!({"error": self.to_string(), "field": field});
+                return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+            }
+            Error::NoCapacity(_) => {
+                let body = Json(serde_json::json!({"error": self.to_string()}));
+                let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+                // Fleets refill within about a second when an autoscaler is on.
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                return response;
+            }
+            Error::Kube(_)
+            | Error::InvalidTemplate(_)
+            | Error::Serialize { .. }
+            | Error::Serve { .. }
+            | Error::Signing(_)
+            | Error::LostLeadership(_) => {
+                tracing::warn!(kind = self.kind(), error = %self, "request failed");
+                let body = serde_json::json!({"error": "internal error"});
+                return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
+            }
+        };
+        (status, Json(serde_json::json!({"error": self.to_string()}))).into_response()
     }
 }

@@ -52,7 +52,7 @@ async fn reconcile_server(server: &GameServer, ctx: &Context) -> Result<Action> 
     let existing = pods.get_opt(&name).await?;
     let mut next = next_status(server, existing.as_ref());
     if existing.is_none() && current.state == GameServerState::Creating {
-        match create_pod(&pods, server, &ctx.sdk_url).await {
+        match create_pod(&pods, server, ctx).await {
             Ok(()) => {}
             Err(reason) => {
                 warn!(%reason, "pod cannot be created");
@@ -111,8 +111,8 @@ pub fn error_policy(_server: Arc<GameServer>, error: &Error, ctx: Arc<Context>) 
 }
 
 /// Creates the pod; `Err` carries why it can never be created (an invalid template).
-async fn create_pod(pods: &Api<Pod>, server: &GameServer, sdk_url: &str) -> std::result::Result<(), String> {
-    let pod = pod::build(server, sdk_url).map_err(|e| e.to_string())?;
+async fn create_pod(pods: &Api<Pod>, server: &GameServer, ctx: &Context) -> std::result::Result<(), String> {
+    let pod = pod::build(server, &ctx.sdk_url, &ctx.token_keys).map_err(|e| e.to_string())?;
     match pods.create(&PostParams::default(), &pod).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),

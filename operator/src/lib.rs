@@ -4,6 +4,7 @@
 //! and reconciles one object at a time, idempotently (read what is, compute what should be,
 //! apply the difference, write status).
 
+pub mod allocation;
 pub mod args;
 pub mod context;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod rollout;
 pub mod scale_down;
 pub mod sdk;
 pub mod sdk_auth;
+pub mod signing_key;
 pub mod status_patch;
 
 use std::sync::Arc;
@@ -56,6 +58,9 @@ pub async fn run(args: Args) -> Result<()> {
         lease_seconds,
         identity,
         sdk_url,
+        allocation_addr,
+        signing_key_secret,
+        token_seconds,
     } = args;
     let client = Client::try_default().await?;
     let identity = identity.unwrap_or_else(|| {
@@ -86,9 +91,11 @@ pub async fn run(args: Args) -> Result<()> {
             instance: Some(identity.clone()),
         },
     );
+    let signer = signing_key::load_or_create(client.clone(), &lease_namespace, &signing_key_secret).await?;
     let ctx = Arc::new(Context {
         client: client.clone(),
         sdk_url,
+        token_keys: signer.public_key(),
         metrics: metrics.clone(),
         recorder,
     });
@@ -131,6 +138,39 @@ pub async fn run(args: Args) -> Result<()> {
             async {}
         });
     let server_watch = tokio::spawn(server_watch);
+    // The allocation API, on every replica, choosing from the same watch-fed cache.
+    let (fleet_cache, fleet_writer) = reflector::store();
+    let fleet_watch = tokio::spawn(
+        reflector(fleet_writer, watcher(fleets.clone(), watcher::Config::default()))
+            .default_backoff()
+            .for_each(|_| async {}),
+    );
+    let membership = allocation::membership::Membership::default();
+    tokio::spawn(allocation::membership::run(
+        client.clone(),
+        lease_namespace.clone(),
+        identity.clone(),
+        membership.clone(),
+    ));
+    let allocator = Arc::new(allocation::service::AllocatorState {
+        client: client.clone(),
+        servers: server_cache.clone(),
+        fleets: fleet_cache,
+        signer,
+        auth: allocation::auth::AllocationAuth::new(client.clone()),
+        metrics: metrics.clone(),
+        membership: membership.clone(),
+        token_lifetime: std::time::Duration::from_secs(token_seconds.clamp(30, 86_400)),
+        claims: Default::default(),
+    });
+    let allocation_listener = tokio::net::TcpListener::bind(allocation_addr)
+        .await
+        .map_err(|source| Error::Serve {
+            address: allocation_addr.to_string(),
+            source,
+        })?;
+    let allocation_server = axum::serve(allocation_listener, allocation::service::router(allocator));
+    let allocation_task = tokio::spawn(async move { allocation_server.await });
     let client_for_lease = client.clone();
     let health_monitor = health::monitor(
         client,
@@ -196,6 +236,12 @@ pub async fn run(args: Args) -> Result<()> {
         }
         lost = holding => lost?,
         _ = server_watch => {}
+        _ = fleet_watch => {}
+        served = allocation_task => {
+            if let Ok(Err(source)) = served {
+                return Err(Error::Serve { address: allocation_addr.to_string(), source });
+            }
+        }
         _ = health_monitor => {}
     }
     if let Some(elector) = &elector {

@@ -27,11 +27,13 @@ pub const ENV_NAMESPACE: &str = "FLOTILLA_GAMESERVER_NAMESPACE";
 pub const ENV_POD_IP: &str = "POD_IP";
 pub const ENV_SDK_URL: &str = "FLOTILLA_SDK_URL";
 pub const ENV_SDK_TOKEN_FILE: &str = "FLOTILLA_SDK_TOKEN_FILE";
+pub const ENV_TOKEN_KEYS: &str = "FLOTILLA_TOKEN_KEYS";
 const SDK_TOKEN_VOLUME: &str = "flotilla-sdk-token";
 
 /// Builds the pod for `server`; fails if the template names a container it does not have.
-/// `sdk_url` is where the game server reaches the SDK endpoint.
-pub fn build(server: &GameServer, sdk_url: &str) -> Result<Pod> {
+/// `sdk_url` is where the game server reaches the SDK endpoint; `token_keys` the public keys
+/// its players' connection tokens are signed with.
+pub fn build(server: &GameServer, sdk_url: &str, token_keys: &str) -> Result<Pod> {
     let name = server.name_any();
     let mut template = server.spec.template.clone();
     let mut pod_spec = template.spec.take().unwrap_or_default();
@@ -63,6 +65,7 @@ pub fn build(server: &GameServer, sdk_url: &str) -> Result<Pod> {
     set_default(literal(ENV_NAMESPACE, &server.namespace().unwrap_or_default()));
     set_default(literal(ENV_SDK_URL, sdk_url));
     set_default(literal(ENV_SDK_TOKEN_FILE, sdk_auth::TOKEN_PATH));
+    set_default(literal(ENV_TOKEN_KEYS, token_keys));
     set_default(EnvVar {
         name: ENV_POD_IP.into(),
         value_from: Some(EnvVarSource {
@@ -203,7 +206,7 @@ mod tests {
 
     #[test]
     fn ports_and_identity_go_to_the_named_container() {
-        let pod = build(&server(spec(Some("server"))), "http://sdk:9358").expect("builds");
+        let pod = build(&server(spec(Some("server"))), "http://sdk:9358", "a2V5").expect("builds");
         let containers = pod.spec.expect("spec").containers;
         assert!(containers[0].ports.is_none(), "the sidecar is left alone");
         let ports = containers[1].ports.clone().expect("ports");
@@ -228,7 +231,7 @@ mod tests {
 
     #[test]
     fn pod_is_owned_by_its_server_and_labelled_with_it_and_its_fleet() {
-        let pod = build(&server(spec(None)), "http://sdk:9358").expect("builds");
+        let pod = build(&server(spec(None)), "http://sdk:9358", "a2V5").expect("builds");
         let owner = &pod.metadata.owner_references.expect("owned")[0];
         assert_eq!(
             (owner.kind.as_str(), owner.controller),
@@ -249,7 +252,7 @@ mod tests {
 
     #[test]
     fn packed_servers_prefer_nodes_running_their_fleet() {
-        let pod = build(&server(spec(None)), "http://sdk:9358").expect("builds");
+        let pod = build(&server(spec(None)), "http://sdk:9358", "a2V5").expect("builds");
         let terms = pod
             .spec
             .and_then(|s| s.affinity)
@@ -261,7 +264,8 @@ mod tests {
 
     #[test]
     fn a_missing_named_container_is_a_clear_error() {
-        let err = build(&server(spec(Some("nope"))), "http://sdk:9358").expect_err("no such container");
+        let err =
+            build(&server(spec(Some("nope"))), "http://sdk:9358", "a2V5").expect_err("no such container");
         assert_eq!(
             err.to_string(),
             r#"invalid game server template: spec.container "nope" is not a container of the pod template"#

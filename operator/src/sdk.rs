@@ -27,7 +27,7 @@ use kube::{
     runtime::watcher,
 };
 use serde::Deserialize;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::{
     error::{Error, Result},
@@ -134,29 +134,6 @@ async fn count_requests(
     response
 }
 
-/// Maps errors to status codes in one place; clients get the message, never internals.
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Transition { .. } | Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::Kube(_)
-            | Error::InvalidTemplate(_)
-            | Error::Serialize { .. }
-            | Error::Serve { .. }
-            | Error::LostLeadership(_) => {
-                warn!(kind = self.kind(), error = %self, "sdk request failed");
-                let body = serde_json::json!({"error": "internal error"});
-                return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
-            }
-        };
-        (status, Json(serde_json::json!({"error": self.to_string()}))).into_response()
-    }
-}
-
 async fn caller(state: &SdkState, headers: &HeaderMap) -> Result<Caller> {
     let token = headers
         .get("authorization")
@@ -183,7 +160,7 @@ async fn server_of(state: &SdkState, caller: &Caller) -> Result<GameServer> {
     servers
         .get_opt(&server_name)
         .await?
-        .ok_or_else(|| Error::NotFound(format!("{}/{server_name}", caller.namespace)))
+        .ok_or_else(|| Error::NotFound(format!("game server {}/{server_name}", caller.namespace)))
 }
 
 /// Applies `change` to the caller's server status and writes it with the resourceVersion it
@@ -359,6 +336,7 @@ async fn allocate(State(state): State<Arc<SdkState>>, headers: HeaderMap) -> Res
             time: Time(now),
             allocated_by: "sdk".into(),
             session_id: None,
+            idempotency_key: None,
         });
         Ok(())
     })

@@ -56,6 +56,7 @@ mod tests {
                 time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
                 allocated_by: "mm".into(),
                 session_id: None,
+                idempotency_key: None,
             }),
             players: Some(PlayerStatus {
                 count: 1,

@@ -201,6 +201,8 @@ pub struct Operator {
     pub sdk_url: String,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub metrics_url: String,
+    /// The allocation API.
+    pub allocation_url: String,
 }
 
 impl Operator {
@@ -221,7 +223,7 @@ impl Operator {
                 .map(|a| a.port())
                 .map_err(|e| io("free port", e))
         };
-        let (port, metrics_port) = (free_port()?, free_port()?);
+        let (port, metrics_port, allocation_port) = (free_port()?, free_port()?, free_port()?);
         let sdk_url = format!("http://127.0.0.1:{port}");
         let metrics_url = format!("http://127.0.0.1:{metrics_port}");
         let child = tokio::process::Command::new(&binary)
@@ -236,6 +238,7 @@ impl Operator {
             // The test's own lease, short so that a failover test need not wait long.
             .args(["--lease-namespace", namespace, "--lease-seconds", "4"])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--allocation-addr", &format!("127.0.0.1:{allocation_port}")])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(log)
@@ -247,6 +250,7 @@ impl Operator {
             child,
             sdk_url,
             metrics_url,
+            allocation_url: format!("http://127.0.0.1:{allocation_port}"),
         })
     }
 
@@ -257,10 +261,11 @@ impl Operator {
 }
 
 /// What the fixture's fleet runs in each pod.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Workload {
-    /// The reference QUIC game server: it reports Ready and heartbeats through the SDK.
-    GameServer,
+    /// The reference QUIC game server, with these environment variables: it reports Ready and
+    /// heartbeats through the SDK, and trusts the operator's token-signing key.
+    GameServer(Vec<(&'static str, String)>),
     /// `flotilla/testpod`, an HTTP server that never calls the SDK, for tests that play the
     /// game server's part themselves or need servers that stay not-ready.
     Passive,
@@ -295,16 +300,15 @@ impl FleetFixture {
         if let Some(pod) = fleet.spec.template.spec.template.spec.as_mut() {
             let container = &mut pod.containers[0];
             match workload {
-                Workload::GameServer => {
-                    // A key nobody signs with: these tests allocate but never admit players.
-                    let key = flotilla_api::connection_token::TokenSigner::generate_pkcs8()
-                        .and_then(|der| flotilla_api::connection_token::TokenSigner::from_pkcs8(&der))
-                        .map_err(|e| Error::Manifest("token key".into(), e.to_string()))?;
-                    container.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
-                        name: "FLOTILLA_TOKEN_KEYS".into(),
-                        value: Some(key.public_key()),
-                        ..Default::default()
-                    }]);
+                Workload::GameServer(env) => {
+                    let env = env
+                        .into_iter()
+                        .map(|(name, value)| k8s_openapi::api::core::v1::EnvVar {
+                            name: name.into(),
+                            value: Some(value),
+                            ..Default::default()
+                        });
+                    container.env = Some(env.collect());
                 }
                 Workload::Passive => {
                     container.image = Some("flotilla/testpod".into());

@@ -32,7 +32,7 @@ impl FleetTest {
     async fn start(prefix: &str, replicas: i32) -> flotilla_e2e::Result<Self> {
         let health = FleetFixture::no_health();
         Ok(FleetTest(
-            FleetFixture::start_with(prefix, replicas, health, Workload::GameServer).await?,
+            FleetFixture::start_with(prefix, replicas, health, Workload::GameServer(vec![])).await?,
         ))
     }
 

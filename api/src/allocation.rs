@@ -1,0 +1,92 @@
+//! The allocation API's wire types: what a matchmaker asks for and what it gets back
+//! (`POST /allocation/v1/namespaces/{namespace}/allocations`, see docs/allocation.md).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::PortStatus;
+
+/// Which servers an allocation may take.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AllocationState {
+    /// A Ready server, which becomes Allocated.
+    #[default]
+    Ready,
+    /// Backfill: an already Allocated server with free player slots.
+    Allocated,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AllocationRequest {
+    /// Only servers of this fleet; 404 when it does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<String>,
+    /// Servers must match this label selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// Tried in order before any other matching server: the first selector with a candidate wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferred: Vec<LabelSelector>,
+    #[serde(default)]
+    pub state: AllocationState,
+    /// Free player slots the server must have (capacity minus connected players).
+    #[serde(default)]
+    pub min_free_slots: u32,
+    /// Labels and annotations set on the chosen GameServer.
+    #[serde(default)]
+    pub metadata: AllocationMetadata,
+    /// The match this allocation is for; the game server starts (or, after a failover,
+    /// restores) this session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Players to issue connection tokens for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub players: Vec<String>,
+    /// A retried request with the same key gets the same server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AllocationMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AllocationResponse {
+    pub allocation_id: String,
+    pub game_server: String,
+    pub namespace: String,
+    pub address: String,
+    pub ports: Vec<PortStatus>,
+    pub node_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// SHA-256 of the server's QUIC certificate, for clients to pin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_sha256: Option<String>,
+    /// A signed connection token per requested player.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tokens: BTreeMap<String, String>,
+    /// When the tokens expire (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_expire_at: Option<String>,
+}
+
+/// The error body of every non-2xx answer.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AllocationError {
+    pub error: String,
+    /// The request field at fault, for 400s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}

@@ -1,0 +1,373 @@
+//! The allocation API on the local cluster, called the way a matchmaker calls it: with a
+//! service-account token that RBAC allows to create `gameserverallocations.flotilla.dev`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use flotilla_api::allocation::AllocationResponse;
+use flotilla_api::{GameServer, GameServerState};
+use flotilla_e2e::{FleetFixture, Operator, Result, Workload, eventually};
+use flotilla_gameserver::bots::{self, BotConfig};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::{Value, json};
+
+type TestResult = Result<()>;
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Allocations {
+    fleet: FleetFixture,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Allocations {
+    async fn start(prefix: &str, replicas: i32, env: &[(&'static str, &str)]) -> Result<Self> {
+        let env = env.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        let fleet = FleetFixture::start_with(
+            prefix,
+            replicas,
+            FleetFixture::no_health(),
+            Workload::GameServer(env),
+        )
+        .await?;
+        let token = matchmaker_token(&fleet, "matchmaker", true).await?;
+        Ok(Self {
+            fleet,
+            token,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    async fn ready(&self, count: usize) -> Result<Vec<GameServer>> {
+        eventually(WAIT, &format!("{count} Ready servers"), || async {
+            let live = self.fleet.live_servers().await?;
+            let ready: Vec<_> = live
+                .into_iter()
+                .filter(|s| s.status.as_ref().map(|st| st.state) == Some(GameServerState::Ready))
+                .filter(|s| s.annotations().contains_key("sdk.flotilla.dev/quic-cert-sha256"))
+                .collect();
+            Ok((ready.len() >= count).then_some(ready))
+        })
+        .await
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Result<(u16, reqwest::header::HeaderMap, Value)> {
+        let mut request = self.http.post(format!(
+            "{url}/allocation/v1/namespaces/{}/allocations",
+            self.fleet.ns.name
+        ));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.json(body).send().await?;
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        Ok((status, headers, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn allocate(&self, body: &Value) -> Result<(u16, reqwest::header::HeaderMap, Value)> {
+        self.post(&self.fleet.operator.allocation_url, Some(&self.token), body)
+            .await
+    }
+}
+
+/// A service account for a matchmaker, allowed to allocate when `allowed`, and a token for it
+/// with the allocation audience.
+async fn matchmaker_token(fleet: &FleetFixture, name: &str, allowed: bool) -> Result<String> {
+    let accounts: Api<ServiceAccount> = fleet.ns.api();
+    let meta = |n: &str| ObjectMeta {
+        name: Some(n.into()),
+        ..Default::default()
+    };
+    accounts
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: meta(name),
+                ..Default::default()
+            },
+        )
+        .await?;
+    if allowed {
+        let role = Role {
+            metadata: meta(name),
+            rules: Some(vec![PolicyRule {
+                api_groups: Some(vec!["flotilla.dev".into()]),
+                resources: Some(vec!["gameserverallocations".into()]),
+                verbs: vec!["create".into()],
+                ..Default::default()
+            }]),
+        };
+        fleet
+            .ns
+            .api::<Role>()
+            .create(&PostParams::default(), &role)
+            .await?;
+        let binding = RoleBinding {
+            metadata: meta(name),
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "Role".into(),
+                name: name.into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: name.into(),
+                namespace: Some(fleet.ns.name.clone()),
+                ..Default::default()
+            }]),
+        };
+        fleet
+            .ns
+            .api::<RoleBinding>()
+            .create(&PostParams::default(), &binding)
+            .await?;
+    }
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(vec!["flotilla.dev/allocation".into()]),
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let issued = accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await?;
+    Ok(issued.status.and_then(|s| s.token).unwrap_or_default())
+}
+
+fn answer(body: &Value) -> AllocationResponse {
+    serde_json::from_value(body.clone()).unwrap_or_else(|e| panic!("not an allocation answer ({e}): {body}"))
+}
+
+#[tokio::test]
+async fn a_matchmaker_allocates_with_selectors_and_metadata_and_its_players_join_with_the_tokens()
+-> TestResult {
+    let test = Allocations::start(
+        "alloc-match",
+        3,
+        &[
+            ("FLOTILLA_MIN_PLAYERS", "2"),
+            ("FLOTILLA_MATCH_SECONDS", "3"),
+            ("FLOTILLA_ARENA_METRES", "30"),
+        ],
+    )
+    .await?;
+    test.ready(3).await?;
+    let request = json!({
+        "fleet": "arena",
+        "selector": {"matchLabels": {"game": "arena"}},
+        "preferred": [{"matchLabels": {"no-such": "label"}}, {"matchExpressions": [{"key": "game", "operator": "In", "values": ["arena"]}]}],
+        "metadata": {"labels": {"mode": "ranked"}, "annotations": {"example.com/map": "docks"}},
+        "sessionId": "match-42",
+        "players": ["ann", "ben"],
+        "idempotencyKey": "director-request-1",
+    });
+    let (status, _, body) = test.allocate(&request).await?;
+    assert_eq!(status, 201, "{body}");
+    let allocated = answer(&body);
+    assert_eq!(allocated.session_id.as_deref(), Some("match-42"));
+    assert_eq!(allocated.tokens.len(), 2);
+    assert!(!allocated.address.is_empty() && !allocated.node_name.is_empty());
+    assert_eq!(allocated.ports[0].port, 7777);
+
+    let server = test.fleet.servers.get(&allocated.game_server).await?;
+    let st = server.status.clone().unwrap_or_default();
+    assert_eq!(st.state, GameServerState::Allocated);
+    assert_eq!(
+        st.allocation.as_ref().and_then(|a| a.session_id.as_deref()),
+        Some("match-42")
+    );
+    assert!(
+        st.allocation
+            .as_ref()
+            .is_some_and(|a| a.allocated_by.ends_with(":matchmaker")),
+        "{st:?}"
+    );
+    assert_eq!(server.labels().get("mode").map(String::as_str), Some("ranked"));
+    assert_eq!(
+        server.annotations().get("example.com/map").map(String::as_str),
+        Some("docks")
+    );
+
+    // A retried request (the director timed out, say) gets the same server, not a second one.
+    let (status, _, again) = test.allocate(&request).await?;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(answer(&again).game_server, allocated.game_server);
+
+    // The players join with their tokens and play the match through.
+    eventually(WAIT, "the session to start", || async {
+        let s = test.fleet.servers.get(&allocated.game_server).await?;
+        Ok((s
+            .annotations()
+            .get("sdk.flotilla.dev/match-session")
+            .map(String::as_str)
+            == Some("match-42"))
+        .then_some(()))
+    })
+    .await?;
+    let report = bots::run(BotConfig {
+        addr: format!("{}:{}", allocated.address, allocated.ports[0].port)
+            .parse()
+            .map_err(|e| flotilla_e2e::Error::Manifest("addr".into(), format!("{e}")))?,
+        fingerprint: allocated.certificate_sha256.clone().unwrap_or_default(),
+        tokens: allocated.tokens.values().cloned().collect(),
+        duration: Duration::from_secs(30),
+        input_rate_hz: 30,
+        bots_per_endpoint: 2,
+    })
+    .await?;
+    assert_eq!(report.joined, 2, "{:?}", report.refused);
+    assert!(
+        report.bots.iter().all(|b| b.results.is_some()),
+        "{}",
+        report.summary()
+    );
+    test.fleet.ns.delete().await
+}
+
+#[tokio::test]
+async fn backfill_an_exhausted_fleet_and_bad_requests() -> TestResult {
+    let test = Allocations::start("alloc-edge", 1, &[("FLOTILLA_MAX_PLAYERS", "4")]).await?;
+    test.ready(1).await?;
+    let (status, _, body) = test
+        .allocate(&json!({"fleet": "arena", "players": ["a"]}))
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let first = answer(&body);
+
+    // Exhausted: 429 with Retry-After.
+    let (status, headers, body) = test.allocate(&json!({"fleet": "arena"})).await?;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(
+        headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+
+    // Backfill: the allocated server with free slots takes more players.
+    let (status, _, body) = test
+        .allocate(&json!({"fleet": "arena", "state": "Allocated", "minFreeSlots": 1, "players": ["b", "c"]}))
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(answer(&body).game_server, first.game_server);
+    assert_eq!(answer(&body).tokens.len(), 2);
+    let (status, _, body) = test
+        .allocate(&json!({"fleet": "arena", "state": "Allocated", "players": ["d", "e", "f", "g"]}))
+        .await?;
+    assert_eq!(status, 429, "no server has 4 free slots left: {body}");
+
+    // Bad input, unknown fleets, bad credentials.
+    let (status, _, body) = test.allocate(&json!({"fleet": "arena", "players": [""]})).await?;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("players[0]")),
+        "{body}"
+    );
+    let (status, _, body) = test
+        .allocate(&json!({"fleet": "arena", "colour": "blue"}))
+        .await?;
+    assert_eq!((status, body["field"].as_str()), (400, Some("body")), "{body}");
+    let (status, _, body) = test.allocate(&json!({"fleet": "nope"})).await?;
+    assert_eq!(status, 404, "{body}");
+    let url = test.fleet.operator.allocation_url.clone();
+    let (status, _, _) = test.post(&url, None, &json!({"fleet": "arena"})).await?;
+    assert_eq!(status, 401);
+    let (status, _, _) = test
+        .post(&url, Some("not-a-token"), &json!({"fleet": "arena"}))
+        .await?;
+    assert_eq!(status, 401);
+    let outsider = matchmaker_token(&test.fleet, "outsider", false).await?;
+    let (status, _, body) = test
+        .post(&url, Some(&outsider), &json!({"fleet": "arena"}))
+        .await?;
+    assert_eq!(status, 403, "{body}");
+    test.fleet.ns.delete().await
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_clients_against_two_allocators_take_every_ready_server_exactly_once()
+-> TestResult {
+    let test = Allocations::start("alloc-race", 24, &[]).await?;
+    let second = Operator::start(&test.fleet.ns.name)?;
+    let ready: BTreeSet<String> = test.ready(24).await?.iter().map(ResourceExt::name_any).collect();
+    assert_eq!(ready.len(), 24);
+    let urls = [
+        test.fleet.operator.allocation_url.clone(),
+        second.allocation_url.clone(),
+    ];
+    let mut clients = Vec::new();
+    for i in 0..200 {
+        let (http, token, url, ns) = (
+            test.http.clone(),
+            test.token.clone(),
+            urls[i % 2].clone(),
+            test.fleet.ns.name.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let response = http
+                .post(format!("{url}/allocation/v1/namespaces/{ns}/allocations"))
+                .bearer_auth(token)
+                .json(&json!({"fleet": "arena", "sessionId": format!("s-{i}")}))
+                .send()
+                .await?;
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            Ok::<_, reqwest::Error>((status, body))
+        }));
+    }
+    let mut won = Vec::new();
+    let mut refused = 0;
+    for client in clients {
+        match client
+            .await
+            .map_err(|e| flotilla_e2e::Error::Manifest("client".into(), e.to_string()))??
+        {
+            (201, body) => won.push(answer(&body)),
+            (429, _) => refused += 1,
+            (status, body) => panic!("unexpected answer {status}: {body}"),
+        }
+    }
+    let names: BTreeSet<String> = won.iter().map(|a| a.game_server.clone()).collect();
+    assert_eq!(won.len(), 24, "every Ready server allocated ({refused} refused)");
+    assert_eq!(names.len(), won.len(), "no server handed out twice");
+    assert_eq!(names, ready, "no server lost");
+    // The API's final state agrees: each server carries the allocation its client was told of.
+    for allocation in &won {
+        let server = test.fleet.servers.get(&allocation.game_server).await?;
+        let st = server.status.unwrap_or_default();
+        assert_eq!(st.state, GameServerState::Allocated);
+        assert_eq!(
+            st.allocation.map(|a| a.id),
+            Some(allocation.allocation_id.clone())
+        );
+    }
+    let metrics = |url: String| async move { reqwest::get(format!("{url}/metrics")).await?.text().await };
+    let conflicts: f64 = [
+        test.fleet.operator.metrics_url.clone(),
+        second.metrics_url.clone(),
+    ]
+    .into_iter()
+    .map(metrics)
+    .collect::<futures::future::JoinAll<_>>()
+    .await
+    .into_iter()
+    .filter_map(|text| text.ok())
+    .flat_map(|text| {
+        text.lines()
+            .filter(|l| l.starts_with("flotilla_allocation_conflicts_total"))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .collect::<Vec<_>>()
+    })
+    .sum();
+    println!("200 clients, 2 allocators, 24 servers: 24 allocated, {refused} refused, {conflicts} conflicts");
+    test.fleet.ns.delete().await
+}

@@ -1,0 +1,129 @@
+//! Who may allocate. A matchmaker sends a Kubernetes service-account (or user) token with
+//! audience [`AUDIENCE`] as a bearer token; a TokenReview says who it is and a
+//! SubjectAccessReview whether RBAC lets them `create` `gameserverallocations.flotilla.dev` in
+//! the namespace. So access is granted with an ordinary Role, and revoked by removing it.
+//! Answers are cached for a short while, so allocations under load cost no extra API calls.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+use kube::api::PostParams;
+use kube::{Api, Client};
+
+use crate::error::{Error, Result};
+
+pub const AUDIENCE: &str = "flotilla.dev/allocation";
+/// The RBAC resource a matchmaker needs `create` on.
+pub const RESOURCE: &str = "gameserverallocations";
+/// How long an answer (yes or no) is reused. Short, so a removed RoleBinding bites soon.
+const CACHE_FOR: Duration = Duration::from_secs(30);
+
+/// (token, namespace) → (the user name, or why they may not allocate; when it was decided).
+type Decisions = HashMap<(String, String), (Result<String, String>, Instant)>;
+
+pub struct AllocationAuth {
+    client: Client,
+    cache: Mutex<Decisions>,
+}
+
+impl AllocationAuth {
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The caller's user name when they may allocate in `namespace`.
+    pub async fn authorize(&self, token: &str, namespace: &str) -> Result<String> {
+        let key = (token.to_owned(), namespace.to_owned());
+        if let Ok(cache) = self.cache.lock()
+            && let Some((answer, at)) = cache.get(&key)
+            && at.elapsed() < CACHE_FOR
+        {
+            return answer.clone().map_err(Error::Forbidden);
+        }
+        let user = self.review(token).await?;
+        let allowed = self.access(&user, namespace).await?;
+        let answer = if allowed {
+            Ok(user.name.clone())
+        } else {
+            Err(format!(
+                "{} may not create {RESOURCE}.flotilla.dev in namespace {namespace}",
+                user.name
+            ))
+        };
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() > 10_000 {
+                cache.retain(|_, (_, at)| at.elapsed() < CACHE_FOR);
+            }
+            cache.insert(key, (answer.clone(), Instant::now()));
+        }
+        answer.map_err(Error::Forbidden)
+    }
+
+    async fn review(&self, token: &str) -> Result<User> {
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                audiences: Some(vec![AUDIENCE.to_owned()]),
+                token: token.to_owned(),
+            },
+            ..Default::default()
+        };
+        let status = Api::<TokenReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await?
+            .status
+            .unwrap_or_default();
+        if status.authenticated != Some(true) {
+            return Err(Error::Unauthenticated(
+                status
+                    .error
+                    .unwrap_or_else(|| "the token was not accepted".into()),
+            ));
+        }
+        let user = status.user.unwrap_or_default();
+        Ok(User {
+            name: user.username.unwrap_or_default(),
+            uid: user.uid,
+            groups: user.groups,
+            extra: user.extra,
+        })
+    }
+
+    async fn access(&self, user: &User, namespace: &str) -> Result<bool> {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.name.clone()),
+                uid: user.uid.clone(),
+                groups: user.groups.clone(),
+                extra: user.extra.clone(),
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some(flotilla_api::GROUP.into()),
+                    resource: Some(RESOURCE.into()),
+                    verb: Some("create".into()),
+                    namespace: Some(namespace.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let status = Api::<SubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await?
+            .status
+            .unwrap_or_default();
+        Ok(status.allowed)
+    }
+}
+
+struct User {
+    name: String,
+    uid: Option<String>,
+    groups: Option<Vec<String>>,
+    extra: Option<std::collections::BTreeMap<String, Vec<String>>>,
+}
