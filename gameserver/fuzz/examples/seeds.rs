@@ -171,7 +171,7 @@ fn play(ticks: usize) -> Vec<Op<'static>> {
             conn,
             ack_lag: 0,
             dx: 127,
-            dy: -100 + 80 * i8::try_from(conn).unwrap_or(0),
+            dy: [-100, 0, 100][usize::from(conn)],
         });
     }
     for _ in 0..ticks.div_ceil(8) {
