@@ -4,10 +4,12 @@
 //! - [`GameServerFleet`] (`gsf`): a scalable set of game servers from one template;
 //! - [`GameServer`] (`gs`): one server, owned by its fleet, owning its pod;
 //! - [`GameServerState`]: the lifecycle every server follows, and which changes are allowed;
+//! - [`FleetAutoscaler`] (`fas`): scales a fleet by a buffer, webhook, schedule or chain policy;
 //! - [`allocation`]: the allocation API's requests and answers;
 //! - [`connection_token`]: the signed tokens that admit players to an allocated server.
 
 pub mod allocation;
+pub mod autoscaler;
 pub mod connection_token;
 mod error;
 pub mod fleet;
@@ -15,6 +17,7 @@ pub mod game_server;
 pub mod labels;
 pub mod state;
 
+pub use autoscaler::{FleetAutoscaler, FleetAutoscalerSpec, FleetAutoscalerStatus};
 pub use error::{Error, Result};
 pub use fleet::{
     FleetStrategy, GameServerFleet, GameServerFleetSpec, GameServerFleetStatus, GameServerTemplate,

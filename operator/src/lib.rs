@@ -6,6 +6,7 @@
 
 pub mod allocation;
 pub mod args;
+pub mod autoscaler;
 pub mod context;
 pub mod error;
 pub mod fleet;
@@ -28,7 +29,7 @@ use flotilla_api::{GameServer, GameServerFleet, labels};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
-    Api, Client,
+    Api, Client, ResourceExt,
     runtime::{
         Controller, WatchStreamExt,
         events::{Recorder, Reporter},
@@ -173,19 +174,54 @@ pub async fn run(args: Args) -> Result<()> {
     let allocation_task = tokio::spawn(async move { allocation_server.await });
     let client_for_lease = client.clone();
     let health_monitor = health::monitor(
-        client,
+        client.clone(),
         server_cache,
         sdk_state.heartbeats.clone(),
         metrics.clone(),
     );
 
-    let fleet_controller = Controller::new(fleets, watcher::Config::default())
+    let fleet_controller = Controller::new(fleets.clone(), watcher::Config::default())
         .owns(servers.clone(), watcher::Config::default())
         .shutdown_on_signal()
         .run(fleet::reconcile, fleet::error_policy, ctx.clone())
         .for_each(|result| async move {
             if let Err(e) = result {
                 warn!(error = %e, "fleet controller");
+            }
+        });
+    let autoscaler_api: Api<flotilla_api::FleetAutoscaler> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let autoscalers = Controller::new(autoscaler_api, watcher::Config::default());
+    let autoscaler_store = autoscalers.store();
+    // Every change of a fleet — an allocation moves its counts — re-evaluates its autoscalers.
+    let autoscaler_controller = autoscalers
+        .watches(
+            fleets.clone(),
+            watcher::Config::default(),
+            move |fleet: GameServerFleet| {
+                let (namespace, name) = (fleet.namespace(), fleet.name_any());
+                autoscaler_store
+                    .state()
+                    .into_iter()
+                    .filter(|fas| fas.namespace() == namespace && fas.spec.fleet_name == name)
+                    .map(|fas| kube::runtime::reflector::ObjectRef::from_obj(&*fas))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(
+            autoscaler::controller::reconcile,
+            autoscaler::controller::error_policy,
+            Arc::new(autoscaler::controller::AutoscalerContext {
+                ctx: ctx.clone(),
+                http: reqwest::Client::new(),
+            }),
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "autoscaler controller");
             }
         });
     let pod_selector = watcher::Config::default().labels(labels::GAME_SERVER);
@@ -228,7 +264,7 @@ pub async fn run(args: Args) -> Result<()> {
     };
     // The controllers end on SIGTERM or Ctrl-C; the rest ends with them.
     tokio::select! {
-        _ = async { futures::join!(fleet_controller, server_controller) } => {}
+        _ = async { futures::join!(fleet_controller, server_controller, autoscaler_controller) } => {}
         served = sdk_task => {
             if let Ok(Err(source)) = served {
                 return Err(Error::Serve { address: sdk_addr.to_string(), source });

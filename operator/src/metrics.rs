@@ -49,6 +49,13 @@ pub struct AllocationLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AutoscaleLabels {
+    pub namespace: String,
+    /// scaled_up, scaled_down, unchanged, limited, error.
+    pub result: String,
+}
+
 pub struct Metrics {
     pub game_servers: Family<FleetStateLabels, Gauge>,
     pub reconcile_duration: Family<ControllerLabels, Histogram>,
@@ -59,6 +66,7 @@ pub struct Metrics {
     pub allocations: Family<AllocationLabels, Counter>,
     pub allocation_duration: Histogram,
     pub allocation_conflicts: Counter,
+    pub autoscaler_decisions: Family<AutoscaleLabels, Counter>,
 }
 
 impl Metrics {
@@ -84,6 +92,7 @@ impl Metrics {
                 0.0005, 2.0, 13,
             )),
             allocation_conflicts: Counter::default(),
+            autoscaler_decisions: Family::default(),
         };
         registry.register(
             "flotilla_game_servers",
@@ -130,7 +139,21 @@ impl Metrics {
             "Candidates lost to a concurrent write (another allocation or the server itself); the next candidate is tried",
             metrics.allocation_conflicts.clone(),
         );
+        registry.register(
+            "flotilla_autoscaler_decisions",
+            "FleetAutoscaler evaluations by result",
+            metrics.autoscaler_decisions.clone(),
+        );
         metrics
+    }
+
+    pub fn count_autoscale(&self, namespace: &str, result: &str) {
+        self.autoscaler_decisions
+            .get_or_create(&AutoscaleLabels {
+                namespace: namespace.into(),
+                result: result.into(),
+            })
+            .inc();
     }
 
     pub fn count_allocation(&self, namespace: &str, fleet: &str, result: &str) {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use flotilla_api::{GameServer, GameServerFleet};
+use flotilla_api::{FleetAutoscaler, GameServer, GameServerFleet};
 use kube::CustomResourceExt;
 
 fn main() -> std::process::ExitCode {
@@ -11,6 +11,7 @@ fn main() -> std::process::ExitCode {
     let crds = [
         ("gameserverfleets.yaml", GameServerFleet::crd()),
         ("gameservers.yaml", GameServer::crd()),
+        ("fleetautoscalers.yaml", FleetAutoscaler::crd()),
     ];
     for (file, crd) in crds {
         let path = dir.join(file);

@@ -152,7 +152,11 @@ pub async fn install_crds(client: &Client) -> Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crds");
     let mut names = Vec::new();
-    for file in ["gameserverfleets.yaml", "gameservers.yaml"] {
+    for file in [
+        "gameserverfleets.yaml",
+        "gameservers.yaml",
+        "fleetautoscalers.yaml",
+    ] {
         let path = dir.join(file);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::Manifest(path.display().to_string(), e.to_string()))?;
