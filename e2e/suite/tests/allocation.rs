@@ -232,6 +232,36 @@ async fn a_matchmaker_allocates_with_selectors_and_metadata_and_its_players_join
         "{}",
         report.summary()
     );
+
+    // The bots binary does the same from the command line, as a load test would.
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let token_file = std::env::temp_dir().join(format!("flotilla-e2e-token-{}", test.fleet.ns.name));
+    std::fs::write(&token_file, &test.token)
+        .map_err(|e| flotilla_e2e::Error::Manifest("token".into(), e.to_string()))?;
+    let output = tokio::process::Command::new(format!("{target}/debug/flotilla-bots"))
+        .args([
+            "--allocation-url",
+            &test.fleet.operator.allocation_url,
+            "--namespace",
+            &test.fleet.ns.name,
+        ])
+        .args(["--fleet", "arena", "--players", "2", "--seconds", "30"])
+        .arg("--token-file")
+        .arg(&token_file)
+        .output()
+        .await
+        .map_err(|e| flotilla_e2e::Error::Manifest("flotilla-bots".into(), e.to_string()))?;
+    let _ = std::fs::remove_file(&token_file);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "flotilla-bots failed: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("bots joined=2") && stdout.contains("inconsistent=0"),
+        "{stdout}"
+    );
     test.fleet.ns.delete().await
 }
 

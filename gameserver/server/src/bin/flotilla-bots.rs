@@ -1,7 +1,8 @@
 //! Load-test players against one game server.
 //!
-//! Tokens come from a file (one per line, e.g. from allocation answers) or are minted here
-//! with the allocation signing key, for load tests against a standalone server.
+//! Three ways to get a server and tokens: ask the allocation API (`--allocation-url`, as a
+//! matchmaker would: one session for all the bots), read tokens from a file (one per line),
+//! or mint them with the signing key (`--signing-key`) for a standalone server.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use flotilla_allocation_client::{AllocationClient, AllocationRequest};
 use flotilla_api::connection_token::{ConnectionClaims, TokenSigner};
 use flotilla_gameserver::bots::{self, BotConfig};
 
@@ -19,15 +21,24 @@ use flotilla_gameserver::bots::{self, BotConfig};
 )]
 struct Args {
     /// The server's QUIC address.
-    #[arg(long, required_unless_present = "write_key")]
+    #[arg(long, required_unless_present_any = ["write_key", "allocation_url"])]
     addr: Option<SocketAddr>,
     /// The server certificate's SHA-256 (annotation sdk.flotilla.dev/quic-cert-sha256).
-    #[arg(long, required_unless_present = "write_key")]
+    #[arg(long, required_unless_present_any = ["write_key", "allocation_url"])]
     fingerprint: Option<String>,
+    /// Allocate a server for the bots through this allocation API (`http://host:8443`).
+    #[arg(long, requires_all = ["fleet", "token_file"], conflicts_with_all = ["addr", "fingerprint", "tokens_file", "signing_key"])]
+    allocation_url: Option<String>,
+    /// The fleet to allocate from.
+    #[arg(long)]
+    fleet: Option<String>,
+    /// A token for the allocation API (audience flotilla.dev/allocation).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// Connection tokens, one per line; one bot per token.
     #[arg(long, conflicts_with = "signing_key")]
     tokens_file: Option<PathBuf>,
-    /// Mint tokens with this Ed25519 PKCS#8 key instead (DER file).
+    /// Mint tokens with this Ed25519 PKCS#8 key instead (DER file); needs --server and --session.
     #[arg(long, requires_all = ["server", "session"])]
     signing_key: Option<PathBuf>,
     #[arg(long)]
@@ -36,7 +47,7 @@ struct Args {
     session: Option<String>,
     #[arg(long, default_value = "default")]
     namespace: String,
-    /// Bots to run when minting tokens.
+    /// Bots to run (when minting tokens or allocating).
     #[arg(long, default_value_t = 10)]
     players: usize,
     #[arg(long, default_value_t = 30)]
@@ -94,6 +105,44 @@ fn tokens(args: &Args) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// Asks the allocation API for one server for all the bots: its address, its certificate
+/// fingerprint and a token per bot.
+async fn allocate(args: &Args, url: &str) -> Result<(SocketAddr, String, Vec<String>), String> {
+    let token_file = args.token_file.as_ref().ok_or("--token-file is required")?;
+    let token =
+        std::fs::read_to_string(token_file).map_err(|e| format!("reading {}: {e}", token_file.display()))?;
+    let client = AllocationClient::new(url, &token).map_err(|e| e.to_string())?;
+    let session = args
+        .session
+        .clone()
+        .unwrap_or_else(|| format!("bots-{}", std::process::id()));
+    let request = AllocationRequest {
+        fleet: args.fleet.clone(),
+        session_id: Some(session.clone()),
+        players: (0..args.players).map(|i| format!("bot-{i}")).collect(),
+        ..Default::default()
+    };
+    let answer = client
+        .allocate_with_retry(&args.namespace, &request, Duration::from_secs(30))
+        .await
+        .map_err(|e| e.to_string())?;
+    let port = answer
+        .ports
+        .iter()
+        .find(|p| p.name == "game")
+        .or(answer.ports.first())
+        .map(|p| p.port)
+        .ok_or("no ports")?;
+    let addr = format!("{}:{port}", answer.address)
+        .parse()
+        .map_err(|e| format!("address: {e}"))?;
+    let fingerprint = answer
+        .certificate_sha256
+        .ok_or("the server has not published its certificate fingerprint")?;
+    println!("allocated {} ({addr}) for session {session}", answer.game_server);
+    Ok((addr, fingerprint, answer.tokens.into_values().collect()))
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -112,16 +161,19 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let tokens = match tokens(&args) {
-        Ok(t) => t,
+    let target = match &args.allocation_url {
+        Some(url) => allocate(&args, url).await,
+        None => tokens(&args).and_then(|tokens| match (args.addr, args.fingerprint.clone()) {
+            (Some(addr), Some(fingerprint)) => Ok((addr, fingerprint, tokens)),
+            _ => Err("--addr and --fingerprint are required".into()),
+        }),
+    };
+    let (addr, fingerprint, tokens) = match target {
+        Ok(target) => target,
         Err(e) => {
             eprintln!("flotilla-bots: {e}");
             return ExitCode::FAILURE;
         }
-    };
-    let (Some(addr), Some(fingerprint)) = (args.addr, args.fingerprint.clone()) else {
-        eprintln!("flotilla-bots: --addr and --fingerprint are required");
-        return ExitCode::FAILURE;
     };
     let config = BotConfig {
         addr,
