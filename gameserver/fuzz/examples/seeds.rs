@@ -12,8 +12,8 @@ use flotilla_api::connection_token::ConnectionClaims;
 use flotilla_fuzz::session::{self, Harness, Op};
 use flotilla_fuzz::token;
 use flotilla_game::wire::{
-    self, ClientControl, Datagram, EntityDelta, EntityState, FIRST_ORB_ID, InputDatagram, InputFrame, PlayerResult,
-    ServerControl, SnapshotDatagram, fields,
+    self, ClientControl, Datagram, EntityDelta, EntityState, FIRST_ORB_ID, InputDatagram, InputFrame,
+    PlayerResult, ServerControl, SnapshotDatagram, fields,
 };
 
 fn main() -> std::io::Result<()> {
@@ -30,7 +30,11 @@ fn main() -> std::io::Result<()> {
         std::fs::create_dir_all(&dir)?;
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
-            if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("seed-")) {
+            if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("seed-"))
+            {
                 std::fs::remove_file(path)?;
             }
         }
@@ -47,7 +51,10 @@ type Seeds = Vec<(&'static str, Vec<u8>)>;
 fn input(frames: &[(u32, i8, i8)]) -> Datagram {
     Datagram::Input(InputDatagram {
         ack_tick: 41,
-        inputs: frames.iter().map(|&(seq, dx, dy)| InputFrame { seq, dx, dy }).collect(),
+        inputs: frames
+            .iter()
+            .map(|&(seq, dx, dy)| InputFrame { seq, dx, dy })
+            .collect(),
     })
 }
 
@@ -112,7 +119,9 @@ fn controls() -> Seeds {
         ClientControl::Join {
             token: "v1.e30.c2ln".into(),
         },
-        ClientControl::Chat { text: "gg ✓".into() },
+        ClientControl::Chat {
+            text: "gg ✓".into()
+        },
         ClientControl::Leave,
     ];
     let server = [
@@ -308,8 +317,14 @@ fn tokens() -> Seeds {
     };
     let json = |c: ConnectionClaims| serde_json::to_vec(&c).unwrap_or_default();
     vec![
-        ("token-valid", token::sign(&json(claims(token::NOW + 300))).into_bytes()),
-        ("token-expired", token::sign(&json(claims(token::NOW))).into_bytes()),
+        (
+            "token-valid",
+            token::sign(&json(claims(token::NOW + 300))).into_bytes(),
+        ),
+        (
+            "token-expired",
+            token::sign(&json(claims(token::NOW))).into_bytes(),
+        ),
         ("claims-valid", json(claims(token::NOW + 300))),
         ("claims-expired", json(claims(token::NOW - 1))),
         ("garbage", b"v1.e30.AAAA".to_vec()),

@@ -14,16 +14,26 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let mut game = Game::new(session::config(), session::SERVER);
     if game.restore(data).is_err() {
-        assert_eq!(game.phase(), Phase::Idle, "a refused checkpoint changed the phase");
+        assert_eq!(
+            game.phase(),
+            Phase::Idle,
+            "a refused checkpoint changed the phase"
+        );
         assert_eq!(game.checkpoint(), None, "a refused checkpoint left a session");
         return;
     }
-    let saved = game.checkpoint().expect("a restored game has a session to checkpoint");
+    let saved = game
+        .checkpoint()
+        .expect("a restored game has a session to checkpoint");
     let mut again = Game::new(session::config(), session::SERVER);
     if let Err(e) = again.restore(&saved) {
         panic!("the checkpoint of a restored game does not restore: {e}");
     }
-    assert_eq!(again.checkpoint(), Some(saved), "checkpoint, restore, checkpoint changed it");
+    assert_eq!(
+        again.checkpoint(),
+        Some(saved),
+        "checkpoint, restore, checkpoint changed it"
+    );
 
     let players: Vec<String> = game.results().into_iter().take(2).map(|r| r.player).collect();
     let mut harness = Harness::with_game(game);

@@ -20,9 +20,17 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data)
         && let Ok(claims) = verifier.verify(text, NOW)
     {
-        assert!(claims.expires_at > NOW, "accepted a token that expired at {}", claims.expires_at);
+        assert!(
+            claims.expires_at > NOW,
+            "accepted a token that expired at {}",
+            claims.expires_at
+        );
         let signed = token::claims_bytes(text).expect("an accepted token has claims");
-        assert_eq!(token::sign(&signed), text, "accepted a token the key did not sign");
+        assert_eq!(
+            token::sign(&signed),
+            text,
+            "accepted a token the key did not sign"
+        );
     }
 
     let signed = token::sign(data);

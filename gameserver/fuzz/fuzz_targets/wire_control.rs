@@ -25,13 +25,20 @@ fuzz_target!(|data: &[u8]| {
             (Ok(None), None) => break,
             (Ok(None), Some(len)) => {
                 assert!(len <= MAX_CONTROL, "a {len}-byte frame was not refused");
-                assert!(buffered.len() < 2 + len, "a whole frame is buffered but not returned");
+                assert!(
+                    buffered.len() < 2 + len,
+                    "a whole frame is buffered but not returned"
+                );
                 break;
             }
             (Ok(Some(len)), Some(prefix)) => {
                 assert_eq!(len, prefix, "frame length is not the prefix");
                 assert!(len <= MAX_CONTROL, "a {len}-byte frame was accepted");
-                assert!(2 + len <= buffered.len(), "claimed {len} bytes with {} buffered", buffered.len());
+                assert!(
+                    2 + len <= buffered.len(),
+                    "claimed {len} bytes with {} buffered",
+                    buffered.len()
+                );
                 check_messages(&buffered[2..2 + len]);
                 buffered = &buffered[2 + len..];
             }
@@ -52,7 +59,11 @@ fn check_messages(bytes: &[u8]) {
     }
     if let Ok(message) = ServerControl::decode(bytes) {
         let encoded = message.encode();
-        assert_eq!(encoded.len(), bytes.len(), "re-encoding {message:?} changes its length");
+        assert_eq!(
+            encoded.len(),
+            bytes.len(),
+            "re-encoding {message:?} changes its length"
+        );
         assert_eq!(ServerControl::decode(&encoded), Ok(message));
     }
 }

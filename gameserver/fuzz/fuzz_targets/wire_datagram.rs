@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(datagram) = Datagram::decode(data) else {
         return;
     };
-    assert!(data.len() <= MAX_DATAGRAM, "accepted a datagram of {} bytes", data.len());
+    assert!(
+        data.len() <= MAX_DATAGRAM,
+        "accepted a datagram of {} bytes",
+        data.len()
+    );
     let encoded = datagram.encode();
     assert_eq!(encoded, data, "re-encoding {datagram:?} gives other bytes");
     assert_eq!(Datagram::decode(&encoded), Ok(datagram));

@@ -38,8 +38,8 @@ use std::collections::BTreeMap;
 
 use flotilla_game::replication::Receiver;
 use flotilla_game::wire::{
-    self, ClientControl, Datagram, EntityId, FIRST_ORB_ID, InputDatagram, InputFrame, MAX_CONTROL, MAX_DATAGRAM,
-    MAX_ENTITIES, ServerControl,
+    self, ClientControl, Datagram, EntityId, FIRST_ORB_ID, InputDatagram, InputFrame, MAX_CONTROL,
+    MAX_DATAGRAM, MAX_ENTITIES, ServerControl,
 };
 use flotilla_game::{ArenaConfig, ConnId, Game, GameConfig, Output, Phase, TokenClaims};
 
@@ -162,7 +162,12 @@ impl<'a> Op<'a> {
                 out.extend_from_slice(&[2, conn]);
                 put_u8_prefixed(out, player);
             }
-            Op::Input { conn, ack_lag, dx, dy } => {
+            Op::Input {
+                conn,
+                ack_lag,
+                dx,
+                dy,
+            } => {
                 out.extend_from_slice(&[3, conn, ack_lag, dx.to_le_bytes()[0], dy.to_le_bytes()[0]]);
             }
             Op::Step { ticks } => out.extend_from_slice(&[4, ticks]),
@@ -307,7 +312,12 @@ impl Harness {
                 let token = String::from_utf8_lossy(player).into_owned();
                 self.control(conn_id(conn), &ClientControl::Join { token }.encode());
             }
-            Op::Input { conn, ack_lag, dx, dy } => {
+            Op::Input {
+                conn,
+                ack_lag,
+                dx,
+                dy,
+            } => {
                 let conn = conn_id(conn);
                 let client = self.clients.entry(conn).or_default();
                 client.input_seq = client.input_seq.wrapping_add(1);
@@ -421,7 +431,10 @@ impl Harness {
             view.len()
         );
         if let Some(me) = client.entity {
-            assert!(view.contains_key(&me), "player entity {me} is not in its own view");
+            assert!(
+                view.contains_key(&me),
+                "player entity {me} is not in its own view"
+            );
         }
         let scores = !(TOLERATE_STALE_SCORES_AT_MATCH_START && self.match_just_started);
         for (&id, seen) in view.range(..FIRST_ORB_ID) {
@@ -473,5 +486,8 @@ pub fn check_control(message: &ServerControl) {
         Ok(message),
         "the client cannot decode a control message the server sent"
     );
-    assert_eq!(wire::control_frame_len(&wire::frame(&bytes)), Ok(Some(bytes.len())));
+    assert_eq!(
+        wire::control_frame_len(&wire::frame(&bytes)),
+        Ok(Some(bytes.len()))
+    );
 }
