@@ -90,3 +90,71 @@ pub struct AllocationError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
+
+/// The allocation API as an OpenAPI 3.1 document, its schemas generated from these types (the
+/// operator serves it at `/allocation/v1/openapi.json`).
+pub fn openapi() -> serde_json::Value {
+    let schema = |s: schemars::Schema| serde_json::to_value(s).unwrap_or_default();
+    let error = |description: &str| {
+        serde_json::json!({"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AllocationError"}}}})
+    };
+    serde_json::json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Flotilla allocation API", "version": crate::VERSION},
+        "paths": {"/allocation/v1/namespaces/{namespace}/allocations": {"post": {
+            "operationId": "allocate",
+            "summary": "Allocate a game server and issue connection tokens for its players",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "namespace", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AllocationRequest"}}}},
+            "responses": {
+                "201": {"description": "allocated", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AllocationResponse"}}}},
+                "200": {"description": "an earlier allocation with the same idempotency key", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AllocationResponse"}}}},
+                "400": error("a bad field, named in `field`"),
+                "401": error("no valid token for audience flotilla.dev/allocation"),
+                "403": error("the caller may not create gameserverallocations.flotilla.dev here"),
+                "404": error("the fleet does not exist"),
+                "429": error("no capacity now; see the Retry-After header"),
+                "500": error("internal error"),
+            },
+        }}},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "AllocationRequest": schema(schemars::schema_for!(AllocationRequest)),
+                "AllocationResponse": schema(schemars::schema_for!(AllocationResponse)),
+                "AllocationError": schema(schemars::schema_for!(AllocationError)),
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_names_every_answer_and_describes_the_request() {
+        let doc = openapi();
+        let post = &doc["paths"]["/allocation/v1/namespaces/{namespace}/allocations"]["post"];
+        for code in ["200", "201", "400", "401", "403", "404", "429", "500"] {
+            assert!(post["responses"][code].is_object(), "{code} documented");
+        }
+        let request = &doc["components"]["schemas"]["AllocationRequest"];
+        for field in [
+            "fleet",
+            "selector",
+            "preferred",
+            "state",
+            "minFreeSlots",
+            "players",
+            "idempotencyKey",
+        ] {
+            assert!(
+                request["properties"][field].is_object(),
+                "{field} in the request schema"
+            );
+        }
+    }
+}

@@ -315,6 +315,11 @@ async fn backfill_an_exhausted_fleet_and_bad_requests() -> TestResult {
         .post(&url, Some("not-a-token"), &json!({"fleet": "arena"}))
         .await?;
     assert_eq!(status, 401);
+    let doc: Value = reqwest::get(format!("{url}/allocation/v1/openapi.json"))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(doc["openapi"], "3.1.0", "the OpenAPI document is served");
     let outsider = matchmaker_token(&test.fleet, "outsider", false).await?;
     let (status, _, body) = test
         .post(&url, Some(&outsider), &json!({"fleet": "arena"}))
