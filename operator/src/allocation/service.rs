@@ -82,7 +82,12 @@ pub fn router(state: Arc<AllocatorState>) -> Router {
             "/allocation/v1/namespaces/{namespace}/allocations",
             post(allocate),
         )
+        .route("/allocation/v1/openapi.json", axum::routing::get(openapi))
         .with_state(state)
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(flotilla_api::allocation::openapi())
 }
 
 async fn allocate(
