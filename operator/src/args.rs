@@ -64,6 +64,11 @@ pub struct Args {
     )]
     pub signing_key_secret: String,
 
+    /// Split allocation candidates between the live replicas (each reaches for its own share
+    /// first). Off only to measure what it saves.
+    #[arg(long, env = "FLOTILLA_ALLOCATION_PARTITIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub allocation_partitions: bool,
+
     /// How long players' connection tokens are valid.
     #[arg(long, env = "FLOTILLA_TOKEN_SECONDS", default_value_t = 600)]
     pub token_seconds: u64,

@@ -61,6 +61,7 @@ pub async fn run(args: Args) -> Result<()> {
         sdk_url,
         allocation_addr,
         signing_key_secret,
+        allocation_partitions,
         token_seconds,
     } = args;
     let client = Client::try_default().await?;
@@ -147,12 +148,14 @@ pub async fn run(args: Args) -> Result<()> {
             .for_each(|_| async {}),
     );
     let membership = allocation::membership::Membership::default();
-    tokio::spawn(allocation::membership::run(
-        client.clone(),
-        lease_namespace.clone(),
-        identity.clone(),
-        membership.clone(),
-    ));
+    if allocation_partitions {
+        tokio::spawn(allocation::membership::run(
+            client.clone(),
+            lease_namespace.clone(),
+            identity.clone(),
+            membership.clone(),
+        ));
+    }
     let allocator = Arc::new(allocation::service::AllocatorState {
         client: client.clone(),
         servers: server_cache.clone(),

@@ -211,6 +211,11 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(namespace: &str) -> Result<Self> {
+        Self::start_with(namespace, &[])
+    }
+
+    /// An operator with extra command-line arguments.
+    pub fn start_with(namespace: &str, extra: &[&str]) -> Result<Self> {
         let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
         let binary = std::env::var("FLOTILLA_OPERATOR_BIN")
             .unwrap_or_else(|_| format!("{target}/debug/flotilla-operator"));
@@ -243,6 +248,7 @@ impl Operator {
             .args(["--lease-namespace", namespace, "--lease-seconds", "4"])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--allocation-addr", &format!("127.0.0.1:{allocation_port}")])
+            .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(log)

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use flotilla_api::allocation::AllocationResponse;
 use flotilla_api::{GameServer, GameServerState};
-use flotilla_e2e::{FleetFixture, Operator, Result, Workload, eventually};
+use flotilla_e2e::{
+    FleetFixture, Operator, Result, TestNamespace, Workload, eventually, install_crds, manifest,
+};
 use flotilla_gameserver::bots::{self, BotConfig};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -34,7 +36,7 @@ impl Allocations {
             Workload::GameServer(env),
         )
         .await?;
-        let token = matchmaker_token(&fleet, "matchmaker", true).await?;
+        let token = matchmaker_token(&fleet.ns, "matchmaker", true).await?;
         Ok(Self {
             fleet,
             token,
@@ -81,8 +83,8 @@ impl Allocations {
 
 /// A service account for a matchmaker, allowed to allocate when `allowed`, and a token for it
 /// with the allocation audience.
-async fn matchmaker_token(fleet: &FleetFixture, name: &str, allowed: bool) -> Result<String> {
-    let accounts: Api<ServiceAccount> = fleet.ns.api();
+async fn matchmaker_token(ns: &TestNamespace, name: &str, allowed: bool) -> Result<String> {
+    let accounts: Api<ServiceAccount> = ns.api();
     let meta = |n: &str| ObjectMeta {
         name: Some(n.into()),
         ..Default::default()
@@ -106,11 +108,7 @@ async fn matchmaker_token(fleet: &FleetFixture, name: &str, allowed: bool) -> Re
                 ..Default::default()
             }]),
         };
-        fleet
-            .ns
-            .api::<Role>()
-            .create(&PostParams::default(), &role)
-            .await?;
+        ns.api::<Role>().create(&PostParams::default(), &role).await?;
         let binding = RoleBinding {
             metadata: meta(name),
             role_ref: RoleRef {
@@ -121,13 +119,11 @@ async fn matchmaker_token(fleet: &FleetFixture, name: &str, allowed: bool) -> Re
             subjects: Some(vec![Subject {
                 kind: "ServiceAccount".into(),
                 name: name.into(),
-                namespace: Some(fleet.ns.name.clone()),
+                namespace: Some(ns.name.clone()),
                 ..Default::default()
             }]),
         };
-        fleet
-            .ns
-            .api::<RoleBinding>()
+        ns.api::<RoleBinding>()
             .create(&PostParams::default(), &binding)
             .await?;
     }
@@ -320,7 +316,7 @@ async fn backfill_an_exhausted_fleet_and_bad_requests() -> TestResult {
         .json()
         .await?;
     assert_eq!(doc["openapi"], "3.1.0", "the OpenAPI document is served");
-    let outsider = matchmaker_token(&test.fleet, "outsider", false).await?;
+    let outsider = matchmaker_token(&test.fleet.ns, "outsider", false).await?;
     let (status, _, body) = test
         .post(&url, Some(&outsider), &json!({"fleet": "arena"}))
         .await?;
@@ -348,6 +344,7 @@ async fn two_hundred_concurrent_clients_against_two_allocators_take_every_ready_
             test.fleet.ns.name.clone(),
         );
         clients.push(tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let response = http
                 .post(format!("{url}/allocation/v1/namespaces/{ns}/allocations"))
                 .bearer_auth(token)
@@ -356,19 +353,23 @@ async fn two_hundred_concurrent_clients_against_two_allocators_take_every_ready_
                 .await?;
             let status = response.status().as_u16();
             let body: Value = response.json().await.unwrap_or(Value::Null);
-            Ok::<_, reqwest::Error>((status, body))
+            Ok::<_, reqwest::Error>((status, body, started.elapsed()))
         }));
     }
     let mut won = Vec::new();
     let mut refused = 0;
+    let mut latencies = Vec::new();
     for client in clients {
         match client
             .await
             .map_err(|e| flotilla_e2e::Error::Manifest("client".into(), e.to_string()))??
         {
-            (201, body) => won.push(answer(&body)),
-            (429, _) => refused += 1,
-            (status, body) => panic!("unexpected answer {status}: {body}"),
+            (201, body, took) => {
+                won.push(answer(&body));
+                latencies.push(took);
+            }
+            (429, _, _) => refused += 1,
+            (status, body, _) => panic!("unexpected answer {status}: {body}"),
         }
     }
     let names: BTreeSet<String> = won.iter().map(|a| a.game_server.clone()).collect();
@@ -403,6 +404,96 @@ async fn two_hundred_concurrent_clients_against_two_allocators_take_every_ready_
             .collect::<Vec<_>>()
     })
     .sum();
-    println!("200 clients, 2 allocators, 24 servers: 24 allocated, {refused} refused, {conflicts} conflicts");
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1000.0;
+    println!(
+        "200 clients, 2 allocators, 24 servers: 24 allocated, {refused} refused, {conflicts} conflicts; \
+         allocation latency under this burst p50 {:.0} ms, p99 {:.0} ms",
+        pct(0.5),
+        pct(0.99)
+    );
     test.fleet.ns.delete().await
+}
+
+/// Allocation conflicts seen by two allocators, partitioned or not, when 20 concurrent requests
+/// (10 to each) meet a fleet of 24 Ready servers.
+async fn conflicts_between_two_allocators(partitions: bool) -> Result<(f64, usize)> {
+    let ns = TestNamespace::create(if partitions { "alloc-part" } else { "alloc-nopart" }).await?;
+    install_crds(&ns.client).await?;
+    let flag = partitions.to_string();
+    let operators = [
+        Operator::start_with(&ns.name, &["--allocation-partitions", &flag])?,
+        Operator::start_with(&ns.name, &["--allocation-partitions", &flag])?,
+    ];
+    let mut fleet: flotilla_api::GameServerFleet = manifest("manifests/examples/fleet.yaml")?;
+    fleet.spec.replicas = 24;
+    fleet.spec.template.spec.health = FleetFixture::no_health();
+    ns.api::<flotilla_api::GameServerFleet>()
+        .create(&PostParams::default(), &fleet)
+        .await?;
+    let servers: Api<GameServer> = ns.api();
+    eventually(WAIT, "24 Ready servers", || async {
+        let ready = servers
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .filter(|s| s.status.as_ref().map(|st| st.state) == Some(GameServerState::Ready))
+            .count();
+        Ok((ready == 24).then_some(()))
+    })
+    .await?;
+    // Both allocators have seen each other's lease (renewed every 2 s).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let token = matchmaker_token(&ns, "matchmaker", true).await?;
+    let http = reqwest::Client::new();
+    let requests = (0..20).map(|i| {
+        let url = format!(
+            "{}/allocation/v1/namespaces/{}/allocations",
+            operators[i % 2].allocation_url,
+            ns.name
+        );
+        let (http, token) = (http.clone(), token.clone());
+        async move {
+            let response = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"fleet": "arena"}))
+                .send()
+                .await?;
+            Ok::<_, reqwest::Error>(response.status().as_u16())
+        }
+    });
+    let statuses = futures::future::join_all(requests).await;
+    let allocated = statuses.iter().filter(|s| matches!(s, Ok(201))).count();
+    let mut conflicts = 0.0;
+    for operator in &operators {
+        let text = reqwest::get(format!("{}/metrics", operator.metrics_url))
+            .await?
+            .text()
+            .await?;
+        conflicts += text
+            .lines()
+            .filter(|l| l.starts_with("flotilla_allocation_conflicts_total"))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum::<f64>();
+    }
+    ns.delete().await?;
+    Ok((conflicts, allocated))
+}
+
+#[tokio::test]
+async fn partitioned_allocators_under_load_do_not_fight_over_the_same_servers() -> TestResult {
+    let (partitioned, allocated) = conflicts_between_two_allocators(true).await?;
+    assert_eq!(allocated, 20);
+    let (unpartitioned, allocated_without) = conflicts_between_two_allocators(false).await?;
+    assert_eq!(allocated_without, 20);
+    println!(
+        "20 concurrent allocations over 2 allocators: {partitioned} conflicts partitioned, {unpartitioned} without partitions"
+    );
+    assert!(
+        partitioned <= 3.0,
+        "partitioned allocators met {partitioned} conflicts"
+    );
+    Ok(())
 }

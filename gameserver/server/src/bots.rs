@@ -155,7 +155,7 @@ pub async fn run(config: BotConfig) -> Result<BotReport> {
 }
 
 async fn play(endpoint: &quinn::Endpoint, config: &BotConfig, token: &str, index: usize) -> Result<BotStats> {
-    let mut client = GameClient::join(endpoint, config.addr, &config.fingerprint, token).await?;
+    let mut client = join(endpoint, config, token).await?;
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + config.duration;
     let mut stats = BotStats {
@@ -245,6 +245,23 @@ async fn play(endpoint: &quinn::Endpoint, config: &BotConfig, token: &str, index
     stats.elapsed = started.elapsed();
     client.close();
     Ok(stats)
+}
+
+/// Joins, retrying for a few seconds while the server has not yet started the session it was
+/// just allocated for: it learns of the allocation through its watch, a few milliseconds after
+/// the matchmaker's answer, so a fast client can arrive first.
+async fn join(endpoint: &quinn::Endpoint, config: &BotConfig, token: &str) -> Result<GameClient> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match GameClient::join(endpoint, config.addr, &config.fingerprint, token).await {
+            Err(Error::Refused(reason))
+                if reason.contains("not allocated") && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A wandering direction that changes every second or so, different per bot.

@@ -5,8 +5,10 @@
 //! Answers are cached for a short while, so allocations under load cost no extra API calls.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
@@ -21,12 +23,14 @@ pub const RESOURCE: &str = "gameserverallocations";
 /// How long an answer (yes or no) is reused. Short, so a removed RoleBinding bites soon.
 const CACHE_FOR: Duration = Duration::from_secs(30);
 
-/// (token, namespace) → (the user name, or why they may not allocate; when it was decided).
-type Decisions = HashMap<(String, String), (Result<String, String>, Instant)>;
+/// A decision for one (token, namespace): the user name, or why they may not allocate; and
+/// when it was made. Shared by every request that needs it while it is being made, so a burst
+/// of requests with one token costs one review, not one each.
+type Decision = Arc<OnceCell<(Result<String, String>, Instant)>>;
 
 pub struct AllocationAuth {
     client: Client,
-    cache: Mutex<Decisions>,
+    cache: Mutex<HashMap<(String, String), Decision>>,
 }
 
 impl AllocationAuth {
@@ -40,29 +44,37 @@ impl AllocationAuth {
     /// The caller's user name when they may allocate in `namespace`.
     pub async fn authorize(&self, token: &str, namespace: &str) -> Result<String> {
         let key = (token.to_owned(), namespace.to_owned());
-        if let Ok(cache) = self.cache.lock()
-            && let Some((answer, at)) = cache.get(&key)
-            && at.elapsed() < CACHE_FOR
-        {
-            return answer.clone().map_err(Error::Forbidden);
-        }
-        let user = self.review(token).await?;
-        let allowed = self.access(&user, namespace).await?;
-        let answer = if allowed {
-            Ok(user.name.clone())
-        } else {
-            Err(format!(
-                "{} may not create {RESOURCE}.flotilla.dev in namespace {namespace}",
-                user.name
-            ))
-        };
-        if let Ok(mut cache) = self.cache.lock() {
+        let decision = {
+            let mut cache = self
+                .cache
+                .lock()
+                .map_err(|_| Error::Forbidden("authorization cache poisoned".into()))?;
             if cache.len() > 10_000 {
-                cache.retain(|_, (_, at)| at.elapsed() < CACHE_FOR);
+                cache.retain(|_, d| d.get().is_none_or(|(_, at)| at.elapsed() < CACHE_FOR));
             }
-            cache.insert(key, (answer.clone(), Instant::now()));
-        }
-        answer.map_err(Error::Forbidden)
+            let decision = cache.entry(key.clone()).or_default();
+            if decision.get().is_some_and(|(_, at)| at.elapsed() >= CACHE_FOR) {
+                *decision = Decision::default();
+            }
+            decision.clone()
+        };
+        // Failures to decide (a bad token, an API error) are not cached: the next request asks again.
+        let (answer, _) = decision
+            .get_or_try_init(|| async {
+                let user = self.review(token).await?;
+                let allowed = self.access(&user, namespace).await?;
+                let answer = if allowed {
+                    Ok(user.name.clone())
+                } else {
+                    Err(format!(
+                        "{} may not create {RESOURCE}.flotilla.dev in namespace {namespace}",
+                        user.name
+                    ))
+                };
+                Ok::<_, Error>((answer, Instant::now()))
+            })
+            .await?;
+        answer.clone().map_err(Error::Forbidden)
     }
 
     async fn review(&self, token: &str) -> Result<User> {

@@ -106,16 +106,6 @@ pub struct Partition {
 
 impl Partition {
     pub const WHOLE: Partition = Partition { index: 0, count: 1 };
-
-    fn owns(&self, name: &str) -> bool {
-        self.count <= 1 || fnv1a(name) % self.count as u64 == self.index as u64
-    }
-}
-
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Servers the query admits, best first: by preferred-selector tier; then this replica's
@@ -131,6 +121,21 @@ pub fn ranked(servers: &[Arc<GameServer>], query: &Query, partition: Partition) 
             *allocated_per_node.entry(node.as_str()).or_default() += 1;
         }
     }
+    // Shares: every server of the namespace, by name, dealt round-robin to the replicas — even
+    // shares, and the same on every replica as long as their caches agree on who exists
+    // (allocations change states, not names, so a burst of them leaves the shares alone).
+    let mut names: Vec<String> = servers
+        .iter()
+        .filter(|s| s.namespace().as_deref() == Some(query.namespace.as_str()))
+        .map(|s| s.name_any())
+        .collect();
+    names.sort_unstable();
+    let count = partition.count.max(1);
+    let foreign: HashMap<String, bool> = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| (name, i % count != partition.index))
+        .collect();
     let mut keyed: Vec<_> = servers
         .iter()
         .filter(|s| query.admits(s))
@@ -145,19 +150,23 @@ pub fn ranked(servers: &[Arc<GameServer>], query: &Query, partition: Partition) 
                 Scheduling::Packed => -load,
                 Scheduling::Distributed => load,
             };
-            (
-                (
-                    query.tier(s),
-                    !partition.owns(&s.name_any()),
-                    packing,
-                    s.name_any(),
-                ),
-                s.clone(),
-            )
+            let name = s.name_any();
+            let foreign = foreign.get(&name).copied().unwrap_or(false);
+            ((query.tier(s), foreign, packing), name, s.clone())
         })
         .collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
-    keyed.into_iter().map(|(_, s)| s).collect()
+    // Within a share by name; but a replica whose own share ran out takes the others' servers
+    // from the far end, away from the ones their owner is taking first.
+    keyed.sort_by(|(a, a_name, _), (b, b_name, _)| {
+        a.cmp(b).then_with(|| {
+            if a.1 {
+                b_name.cmp(a_name)
+            } else {
+                a_name.cmp(b_name)
+            }
+        })
+    });
+    keyed.into_iter().map(|(_, _, s)| s).collect()
 }
 
 #[cfg(test)]
@@ -275,23 +284,28 @@ mod tests {
     }
 
     #[test]
-    fn each_replica_reaches_for_its_own_partition_first_but_sees_all() {
+    fn replicas_take_even_disjoint_shares_first_and_raid_others_from_the_far_end() {
         let servers: Vec<_> = (0..20)
-            .map(|i| server(&format!("gs-{i}"), "n1", GameServerState::Ready, &[]))
+            .map(|i| server(&format!("gs-{i:02}"), "n1", GameServerState::Ready, &[]))
             .collect();
         let query = Query::new("games", &AllocationRequest::default()).expect("query");
-        let first = ranked(&servers, &query, Partition { index: 0, count: 2 });
-        let second = ranked(&servers, &query, Partition { index: 1, count: 2 });
-        assert_eq!((first.len(), second.len()), (20, 20));
-        assert_ne!(first[0].name_any(), second[0].name_any());
-        let owned = |p: Partition, list: &[Arc<GameServer>]| {
-            list.iter().take_while(|s| p.owns(&s.name_any())).count()
-        };
+        let first = names(&ranked(&servers, &query, Partition { index: 0, count: 2 }));
+        let second = names(&ranked(&servers, &query, Partition { index: 1, count: 2 }));
         assert_eq!(
-            owned(Partition { index: 0, count: 2 }, &first)
-                + owned(Partition { index: 1, count: 2 }, &second),
-            20,
-            "the two partitions split the servers between them"
+            (first.len(), second.len()),
+            (20, 20),
+            "every server stays reachable"
+        );
+        let (mine, theirs) = first.split_at(10);
+        assert!(
+            mine.iter().all(|n| !second[..10].contains(n)),
+            "disjoint shares: {mine:?} {:?}",
+            &second[..10]
+        );
+        assert_eq!(
+            theirs.first(),
+            second[..10].last(),
+            "the far end of the other share first"
         );
     }
 
