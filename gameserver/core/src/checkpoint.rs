@@ -101,10 +101,22 @@ impl Game {
             ..self.config.arena.clone()
         });
         arena.tick = r.u32("tick")?;
+        // Ticks count up from 0 for the life of a match; near the top of the range they would
+        // wrap to 0, which clients read as "no snapshot yet".
+        if arena.tick >= 1 << 31 {
+            return Err(Error::Checkpoint("tick out of range"));
+        }
+        // Positions must lie in this server's arena, or the next step's arithmetic could overflow.
+        let size = self.config.arena.size_mm;
+        let inside = |x: i32, y: i32| (0..=size).contains(&x) && (0..=size).contains(&y);
         arena.rng = SplitMix64 { state: r.u64("rng")? };
         let next_entity = r.u16("next entity")?;
         for _ in 0..r.count("orbs", MAX_ORBS)? {
-            arena.orbs.push((r.i32("orb x")?, r.i32("orb y")?));
+            let (x, y) = (r.i32("orb x")?, r.i32("orb y")?);
+            if !inside(x, y) {
+                return Err(Error::Checkpoint("orb outside the arena"));
+            }
+            arena.orbs.push((x, y));
         }
         let mut slots = std::collections::BTreeMap::new();
         for _ in 0..r.count("players", MAX_PLAYERS)? {
@@ -121,6 +133,9 @@ impl Game {
                 dx: 0,
                 dy: 0,
             };
+            if !inside(avatar.x, avatar.y) {
+                return Err(Error::Checkpoint("player outside the arena"));
+            }
             arena.place(entity, avatar);
             slots.insert(
                 player,

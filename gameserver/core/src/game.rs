@@ -11,6 +11,9 @@ use crate::wire::{
     ServerControl,
 };
 
+/// Lines of the results table each player is sent (plus its own when lower).
+const RESULTS_SHOWN: usize = 16;
+
 /// A transport connection, numbered by the network layer.
 pub type ConnId = u64;
 
@@ -412,6 +415,8 @@ impl Game {
                 let ends_at = tick.saturating_add(self.config.match_ticks);
                 self.phase = Phase::Playing { ends_at };
                 self.arena.reset_scores();
+                // This tick's snapshots read the index: it must see the scores just reset.
+                self.spatial.index(&self.arena);
                 self.broadcast(&ServerControl::MatchStarted {
                     ends_at_tick: ends_at,
                 });
@@ -422,9 +427,7 @@ impl Game {
             Phase::Playing { ends_at } if tick >= ends_at => {
                 self.phase = Phase::Ended;
                 let results = self.results();
-                self.broadcast(&ServerControl::MatchEnded {
-                    results: results.clone(),
-                });
+                self.send_results(&results);
                 let session = self.session().unwrap_or_default().to_owned();
                 self.outputs
                     .push_back(Output::Event(GameEvent::MatchEnded { session, results }));
@@ -465,6 +468,22 @@ impl Game {
             let bytes = Datagram::Snapshot(snapshot).encode();
             debug_assert!(bytes.len() <= MAX_DATAGRAM, "snapshot of {} bytes", bytes.len());
             self.outputs.push_back(Output::Datagram { conn, bytes });
+        }
+    }
+
+    /// Each player gets the top of the table and its own line: the message stays within a
+    /// control frame whatever the number of players (the full table goes to the platform).
+    fn send_results(&mut self, results: &[PlayerResult]) {
+        for (&conn, c) in &self.conns {
+            let Some(player) = &c.player else { continue };
+            let mut table: Vec<PlayerResult> = results.iter().take(RESULTS_SHOWN).cloned().collect();
+            if let Some(own) = results.iter().skip(RESULTS_SHOWN).find(|r| &r.player == player) {
+                table.push(own.clone());
+            }
+            self.outputs.push_back(Output::Control {
+                conn,
+                message: ServerControl::MatchEnded { results: table },
+            });
         }
     }
 

@@ -21,7 +21,8 @@ pub const MAX_REASON: usize = 200;
 pub const MAX_INPUTS: usize = 8;
 /// Entities in one snapshot; interest management keeps each player's view under this.
 pub const MAX_ENTITIES: usize = 64;
-pub const MAX_RESULTS: usize = 1024;
+/// Lines in a MatchEnded table: 17 lines of at most 136 bytes fit a control frame.
+pub const MAX_RESULTS: usize = 17;
 
 /// Entity ids: players count up from 1, orbs live in the upper half.
 pub type EntityId = u16;

@@ -456,3 +456,109 @@ fn an_idle_server_does_not_tick_and_reset_returns_it_to_idle() {
     game.reset();
     assert_eq!((game.phase(), game.session()), (Phase::Idle, None));
 }
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+#[test]
+fn checkpoints_with_positions_outside_the_arena_or_a_wrapping_tick_are_refused() {
+    // Found by the checkpoint_restore fuzz target: an orb at i32::MIN, a player at i32::MAX,
+    // and a tick about to wrap to 0.
+    let found = [
+        "464c43500101007300000000000000000000000000000002000100000000800000000001000100700100740100f4010000f4010000000000000000",
+        "464c4350010100730000000000000000000000000000000200000001000100700100740100ffffff7ff4010000000000000000",
+        "464c435001010073000000ffffffff00000000000000000200000001000100700100740100f4010000f4010000000000000000",
+    ];
+    for input in found {
+        let mut game = Game::new(config(), "arena-2");
+        assert!(game.restore(&unhex(input)).is_err(), "{input} was accepted");
+        assert_eq!(game.phase(), Phase::Idle);
+    }
+}
+
+#[test]
+fn scores_reset_at_match_start_are_what_that_ticks_snapshots_show() {
+    let dense = GameConfig {
+        arena: ArenaConfig {
+            size_mm: 20_000,
+            orbs: 400,
+            ..ArenaConfig::default()
+        },
+        ..config()
+    };
+    let mut game = Game::new(dense, "arena-1");
+    game.allocate("match-7");
+    let mut t = Table {
+        game,
+        players: vec![],
+        events: vec![],
+    };
+    let a = t.join(1, "alice");
+    // Alice collects orbs while waiting for a second player.
+    t.input(a, 127, 60);
+    t.step(90);
+    let alice = t.players[a].entity;
+    assert!(
+        t.game.arena().avatar(alice).is_some_and(|av| av.score > 0),
+        "alice scored while waiting"
+    );
+    t.join(2, "bob");
+    t.step(1);
+    assert!(matches!(t.game.phase(), Phase::Playing { .. }));
+    let server_score = t.game.arena().avatar(alice).map(|av| av.score);
+    assert_eq!(
+        t.seen_by(a, alice).map(|(_, _, s)| s),
+        server_score,
+        "the start tick's snapshot is current"
+    );
+}
+
+#[test]
+fn the_results_table_fits_a_control_frame_however_many_players_there_are() {
+    let mut game = Game::new(
+        GameConfig {
+            match_ticks: 3,
+            min_players: 1,
+            ..config()
+        },
+        "arena-1",
+    );
+    game.allocate("match-7");
+    for i in 0..40u64 {
+        game.connect(i);
+        let player = format!("{i:0>128}");
+        let join = ClientControl::Join { token: "t".into() }.encode();
+        game.on_control(i, &join, NOW, |_| {
+            Ok(TokenClaims {
+                player: player.clone(),
+                token_id: player.clone(),
+                ..claims("x")
+            })
+        });
+    }
+    for _ in 0..5 {
+        game.step();
+    }
+    let mut tables = 0;
+    while let Some(output) = game.poll_output() {
+        if let Output::Control {
+            message: message @ ServerControl::MatchEnded { .. },
+            ..
+        } = output
+        {
+            let bytes = message.encode();
+            assert!(
+                bytes.len() <= flotilla_game::wire::MAX_CONTROL,
+                "{} bytes",
+                bytes.len()
+            );
+            assert_eq!(ServerControl::decode(&bytes), Ok(message));
+            tables += 1;
+        }
+    }
+    assert_eq!(tables, 40, "every player got the table");
+}

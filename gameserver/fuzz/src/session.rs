@@ -249,16 +249,7 @@ pub struct Harness {
     clients: BTreeMap<ConnId, Client>,
     now: u64,
     ticks: u32,
-    /// Set while checking the outputs of the tick that started the match.
-    match_just_started: bool,
 }
-
-/// Known bug, found by this harness on 2026-11-24 and reported: on the tick a match starts,
-/// snapshots carry the scores from before `reset_scores` (the interest index is built during
-/// the arena step, before `advance_match` resets scores), so clients see a stale score for
-/// one tick. While this is `true` the harness does not compare scores on that one tick;
-/// set it to `false` once the core is fixed.
-const TOLERATE_STALE_SCORES_AT_MATCH_START: bool = true;
 
 impl Default for Harness {
     fn default() -> Self {
@@ -290,7 +281,6 @@ impl Harness {
             clients: BTreeMap::new(),
             now: START_UNIX,
             ticks: 0,
-            match_just_started: false,
         }
     }
 
@@ -333,12 +323,9 @@ impl Harness {
             }
             Op::Step { ticks } => {
                 for _ in 0..=ticks % 8 {
-                    let waiting = self.game.phase() == Phase::Waiting;
                     self.game.step();
                     self.ticks += 1;
-                    self.match_just_started = waiting && matches!(self.game.phase(), Phase::Playing { .. });
                     self.check_outputs();
-                    self.match_just_started = false;
                 }
             }
             Op::Connect { conn } => self.game.connect(conn_id(conn)),
@@ -436,13 +423,12 @@ impl Harness {
                 "player entity {me} is not in its own view"
             );
         }
-        let scores = !(TOLERATE_STALE_SCORES_AT_MATCH_START && self.match_just_started);
         for (&id, seen) in view.range(..FIRST_ORB_ID) {
             let Some(avatar) = self.game.arena().avatar(id) else {
                 panic!("connection {conn} sees player entity {id}, which the arena does not have");
             };
             assert_eq!(
-                (seen.x, seen.y, if scores { seen.score } else { avatar.score }),
+                (seen.x, seen.y, seen.score),
                 (avatar.x, avatar.y, avatar.score),
                 "connection {conn} sees entity {id} other than the arena has it at tick {}",
                 snapshot.tick
