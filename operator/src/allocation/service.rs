@@ -202,7 +202,9 @@ async fn serve(
 /// caller's next request — a backfill of this very server, say — sees its own allocation.
 async fn caught_up(state: &AllocatorState, before: &GameServer) {
     let key = kube::runtime::reflector::ObjectRef::from(before);
-    let deadline = Instant::now() + Duration::from_secs(1);
+    // Normally milliseconds; on an overloaded API server it can take longer, and the caller
+    // is better served a little late than with a view that misses its own allocation.
+    let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         match state.servers.get(&key) {
             Some(now) if now.resource_version() != before.resource_version() => return,
