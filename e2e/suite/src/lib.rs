@@ -250,7 +250,7 @@ impl Operator {
             .args(["--allocation-addr", &format!("127.0.0.1:{allocation_port}")])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,kube=warn")
+            .env("RUST_LOG", "info,kube=warn,flotilla_operator::allocation=debug")
             .stdout(log)
             .stderr(log_err)
             .kill_on_drop(true)

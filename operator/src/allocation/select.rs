@@ -59,7 +59,7 @@ impl Query {
         })
     }
 
-    fn admits(&self, server: &GameServer) -> bool {
+    pub fn admits(&self, server: &GameServer) -> bool {
         let Some(status) = &server.status else {
             return false;
         };

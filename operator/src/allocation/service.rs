@@ -31,6 +31,8 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::status_patch::status_patch;
 
+/// Commits tried on one candidate whose conflicts were not allocations.
+const RETRIES_PER_CANDIDATE: usize = 3;
 /// How long a claim outlives a cache that has not caught up with the write it guards.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_PLAYERS: usize = 100;
@@ -180,18 +182,42 @@ async fn serve(
         if !state.claims.take(&candidate) {
             continue;
         }
-        match commit(state, &candidate, &request, &caller).await? {
-            Some(server) => {
+        // A conflict may come from the server's own write (an annotation, a player report)
+        // rather than another allocation: re-read it, and try again while it still qualifies.
+        let mut current = (*candidate).clone();
+        for _ in 0..RETRIES_PER_CANDIDATE {
+            if let Some(server) = commit(state, &current, &request, &caller).await? {
                 label(state, &server, &request).await?;
                 caught_up(state, &candidate).await;
                 info!(namespace, server = %server.name_any(), by = %caller, "allocated");
                 return Ok((StatusCode::CREATED, Json(answer(state, &server, &request)?)));
             }
-            None => {
-                state.metrics.allocation_conflicts.inc();
+            state.metrics.allocation_conflicts.inc();
+            let api: Api<GameServer> = Api::namespaced(state.client.clone(), namespace);
+            match api.get_opt(&current.name_any()).await? {
+                Some(fresh) if query.admits(&fresh) => current = fresh,
+                _ => break,
             }
         }
     }
+    let in_namespace: Vec<_> = servers
+        .iter()
+        .filter(|s| s.namespace().as_deref() == Some(namespace))
+        .collect();
+    let by_state = |state: GameServerState| {
+        in_namespace
+            .iter()
+            .filter(|s| s.status.as_ref().map(|st| st.state) == Some(state))
+            .count()
+    };
+    info!(
+        namespace,
+        servers = in_namespace.len(),
+        ready = by_state(GameServerState::Ready),
+        allocated = by_state(GameServerState::Allocated),
+        "no capacity for an allocation"
+    );
+    debug!(namespace, candidates = ?in_namespace.iter().map(|s| (s.name_any(), s.resource_version(), s.status.clone())).collect::<Vec<_>>(), "servers seen");
     Err(Error::NoCapacity(match &request.fleet {
         Some(fleet) => format!("no server of fleet {namespace}/{fleet} matches the request"),
         None => format!("no server in namespace {namespace} matches the request"),
