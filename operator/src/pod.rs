@@ -90,6 +90,10 @@ pub fn build(server: &GameServer, sdk_url: &str, token_keys: &str) -> Result<Pod
             read_only: Some(true),
             ..Default::default()
         });
+    // A game server talks to the platform through the SDK, not to the Kubernetes API: unless
+    // the template asks for it, it gets no API token (least privilege, and one TokenRequest
+    // less per server when a fleet starts).
+    pod_spec.automount_service_account_token.get_or_insert(false);
     pod_spec.volumes.get_or_insert_with(Vec::new).push(Volume {
         name: SDK_TOKEN_VOLUME.into(),
         projected: Some(ProjectedVolumeSource {
@@ -260,6 +264,24 @@ mod tests {
             .and_then(|p| p.preferred_during_scheduling_ignored_during_execution)
             .expect("preferred affinity");
         assert_eq!(terms[0].pod_affinity_term.topology_key, "kubernetes.io/hostname");
+    }
+
+    #[test]
+    fn game_servers_get_no_kubernetes_api_token_unless_the_template_asks() {
+        let pod = build(&server(spec(None)), "http://sdk:9358", "a2V5").expect("builds");
+        assert_eq!(
+            pod.spec.and_then(|s| s.automount_service_account_token),
+            Some(false)
+        );
+        let mut wants = server(spec(None));
+        if let Some(pod) = wants.spec.template.spec.as_mut() {
+            pod.automount_service_account_token = Some(true);
+        }
+        let pod = build(&wants, "http://sdk:9358", "a2V5").expect("builds");
+        assert_eq!(
+            pod.spec.and_then(|s| s.automount_service_account_token),
+            Some(true)
+        );
     }
 
     #[test]
