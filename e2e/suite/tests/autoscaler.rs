@@ -174,13 +174,11 @@ async fn a_buffer_refills_the_fleet_within_a_second_of_an_allocation_and_an_exha
         recovered.is_ok(),
         "the fleet recovered ({refused} refused while it grew)"
     );
-    let status = test
-        .ns
-        .api::<FleetAutoscaler>()
-        .get("arena")
-        .await?
-        .status
-        .unwrap_or_default();
+    let status = eventually(WAIT, "the autoscaler's status to record the scaling", || async {
+        let status = test.ns.api::<FleetAutoscaler>().get("arena").await?.status;
+        Ok(status.filter(|s| s.last_scale_time.is_some()))
+    })
+    .await?;
     assert!(
         status.able_to_scale && status.last_scale_time.is_some(),
         "{status:?}"
@@ -232,14 +230,8 @@ async fn a_webhook_decides_and_its_failures_leave_the_fleet_alone() -> TestResul
 
     broken.store(true, std::sync::atomic::Ordering::Relaxed);
     let status = eventually(WAIT, "the failure in the status", || async {
-        let status = test
-            .ns
-            .api::<FleetAutoscaler>()
-            .get("hook")
-            .await?
-            .status
-            .unwrap_or_default();
-        Ok((!status.able_to_scale).then_some(status))
+        let status = test.ns.api::<FleetAutoscaler>().get("hook").await?.status;
+        Ok(status.filter(|s| !s.able_to_scale && s.message.is_some()))
     })
     .await?;
     assert!(
