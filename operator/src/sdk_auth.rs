@@ -8,7 +8,7 @@ use std::{collections::HashMap, sync::Mutex};
 
 use base64::Engine;
 use jiff::Timestamp;
-use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, UserInfo};
 use kube::{Api, Client, api::PostParams};
 
 use crate::error::{Error, Result};
@@ -49,25 +49,7 @@ impl Authenticator {
         {
             return Ok(caller.clone());
         }
-        let review = TokenReview {
-            spec: TokenReviewSpec {
-                audiences: Some(vec![AUDIENCE.to_owned()]),
-                token: token.to_owned(),
-            },
-            ..Default::default()
-        };
-        let reviewed = Api::<TokenReview>::all(self.client.clone())
-            .create(&PostParams::default(), &review)
-            .await?;
-        let status = reviewed.status.unwrap_or_default();
-        if status.authenticated != Some(true) {
-            return Err(Error::Unauthenticated(
-                status
-                    .error
-                    .unwrap_or_else(|| "the token was not accepted".into()),
-            ));
-        }
-        let user = status.user.unwrap_or_default();
+        let user = review_token(&self.client, token, AUDIENCE).await?;
         let caller = caller_of(user.username.as_deref(), user.extra.as_ref())?;
         let expires = expiry(token).unwrap_or(now + jiff::SignedDuration::from_secs(60));
         if let Ok(mut cache) = self.cache.lock() {
@@ -78,6 +60,31 @@ impl Authenticator {
         }
         Ok(caller)
     }
+}
+
+/// Who a bearer token belongs to, as the API server says (TokenReview), if it is valid for
+/// `audience`. Shared by the SDK endpoint and the allocation API.
+pub async fn review_token(client: &Client, token: &str, audience: &str) -> Result<UserInfo> {
+    let review = TokenReview {
+        spec: TokenReviewSpec {
+            audiences: Some(vec![audience.to_owned()]),
+            token: token.to_owned(),
+        },
+        ..Default::default()
+    };
+    let status = Api::<TokenReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await?
+        .status
+        .unwrap_or_default();
+    if status.authenticated != Some(true) {
+        return Err(Error::Unauthenticated(
+            status
+                .error
+                .unwrap_or_else(|| "the token was not accepted".into()),
+        ));
+    }
+    Ok(status.user.unwrap_or_default())
 }
 
 /// The pod behind an authenticated service-account user.

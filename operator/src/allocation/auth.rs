@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
-use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authentication::v1::UserInfo;
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use kube::api::PostParams;
 use kube::{Api, Client};
 
 use crate::error::{Error, Result};
+use crate::sdk_auth::review_token;
 
 pub const AUDIENCE: &str = "flotilla.dev/allocation";
 /// The RBAC resource a matchmaker needs `create` on.
@@ -61,14 +62,15 @@ impl AllocationAuth {
         // Failures to decide (a bad token, an API error) are not cached: the next request asks again.
         let (answer, _) = decision
             .get_or_try_init(|| async {
-                let user = self.review(token).await?;
+                let user = review_token(&self.client, token, AUDIENCE).await?;
+                let name = user.username.clone().unwrap_or_default();
                 let allowed = self.access(&user, namespace).await?;
                 let answer = if allowed {
-                    Ok(user.name.clone())
+                    Ok(name)
                 } else {
                     Err(format!(
                         "{} may not create {RESOURCE}.flotilla.dev in namespace {namespace}",
-                        user.name
+                        name
                     ))
                 };
                 Ok::<_, Error>((answer, Instant::now()))
@@ -77,39 +79,10 @@ impl AllocationAuth {
         answer.clone().map_err(Error::Forbidden)
     }
 
-    async fn review(&self, token: &str) -> Result<User> {
-        let review = TokenReview {
-            spec: TokenReviewSpec {
-                audiences: Some(vec![AUDIENCE.to_owned()]),
-                token: token.to_owned(),
-            },
-            ..Default::default()
-        };
-        let status = Api::<TokenReview>::all(self.client.clone())
-            .create(&PostParams::default(), &review)
-            .await?
-            .status
-            .unwrap_or_default();
-        if status.authenticated != Some(true) {
-            return Err(Error::Unauthenticated(
-                status
-                    .error
-                    .unwrap_or_else(|| "the token was not accepted".into()),
-            ));
-        }
-        let user = status.user.unwrap_or_default();
-        Ok(User {
-            name: user.username.unwrap_or_default(),
-            uid: user.uid,
-            groups: user.groups,
-            extra: user.extra,
-        })
-    }
-
-    async fn access(&self, user: &User, namespace: &str) -> Result<bool> {
+    async fn access(&self, user: &UserInfo, namespace: &str) -> Result<bool> {
         let review = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
-                user: Some(user.name.clone()),
+                user: user.username.clone(),
                 uid: user.uid.clone(),
                 groups: user.groups.clone(),
                 extra: user.extra.clone(),
@@ -131,11 +104,4 @@ impl AllocationAuth {
             .unwrap_or_default();
         Ok(status.allowed)
     }
-}
-
-struct User {
-    name: String,
-    uid: Option<String>,
-    groups: Option<Vec<String>>,
-    extra: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
