@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and etcd from their Go
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd and helm from their Go
 # modules into a cache directory outside the clone, and does nothing when they are already built
 # at the pinned versions. Prints the directory holding the binaries.
 #
@@ -11,7 +11,8 @@ cache=${FLOTILLA_CACHE:-$HOME/.cache/flotilla}
 out="$cache/cluster-bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 stamp="$out/.complete"
 
-if [[ -f "$stamp" ]]; then
+helm_stamp="$out/.helm-$HELM_VERSION"
+if [[ -f "$stamp" && -f "$helm_stamp" ]]; then
   echo "$out"
   exit 0
 fi
@@ -35,6 +36,17 @@ for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   [[ -x "$out/$cmd" ]] || build "$here/k8s" "$cmd" "k8s.io/kubernetes/cmd/$cmd"
 done
 [[ -x "$out/etcd" ]] || build "$here/etcd" etcd .
+# helm is a plain Go module without replace directives, so `go install` builds it as released.
+if [[ ! -f "$helm_stamp" ]]; then
+  echo "building helm $HELM_VERSION" >&2
+  gobin=$(mktemp -d)
+  GOBIN=$gobin CGO_ENABLED=0 go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mv "$gobin/helm" "$out/helm"
+  rm -rf "$gobin"
+  touch "$helm_stamp"
+fi
 
 touch "$stamp"
 echo "$out"

@@ -97,10 +97,11 @@ openssl req -x509 -new -key "$pki/ca.key" -subj "/CN=flotilla-local-ca-$CLUSTER_
 cert apiserver "/CN=kube-apiserver" 'basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local'
+subjectAltName=IP:127.0.0.1,IP:'"$network"'.240.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local'
 cert admin "/O=system:masters/CN=flotilla-admin" "$client_ext"
 cert controller-manager "/CN=system:kube-controller-manager" "$client_ext"
 cert scheduler "/CN=system:kube-scheduler" "$client_ext"
+cert kube-proxy "/CN=system:kube-proxy" "$client_ext"
 cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client_ext"
 node_names=()
 for ((i = 0; i < nodes; i++)); do
@@ -134,6 +135,7 @@ KC
 kubeconfig "$dir/admin.kubeconfig" admin
 kubeconfig "$dir/kubeconfig/controller-manager.kubeconfig" controller-manager
 kubeconfig "$dir/kubeconfig/scheduler.kubeconfig" scheduler
+kubeconfig "$dir/kubeconfig/kube-proxy.kubeconfig" kube-proxy
 for n in "${node_names[@]}"; do kubeconfig "$dir/kubeconfig/nodes/$n.kubeconfig" "$n"; done
 
 if [[ -z $image_map ]]; then
@@ -143,6 +145,7 @@ if [[ -z $image_map ]]; then
 [images]
 "flotilla/testpod" = "$CARGO_TARGET_DIR/$profile/flotilla-testpod"
 "flotilla/gameserver" = "$CARGO_TARGET_DIR/$profile/flotilla-gameserver"
+"flotilla/operator" = "$CARGO_TARGET_DIR/$profile/flotilla-operator"
 TOML
 fi
 
@@ -165,7 +168,7 @@ start kube-apiserver "$bin/kube-apiserver" \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
   --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
-  --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
+  --service-cluster-ip-range "$network.240.0/20" --endpoint-reconciler-type none \
   --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
   --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
   --allow-privileged=true --profiling=false --cert-dir "$pki/generated"
@@ -179,6 +182,13 @@ wait_for() { # description timeout-seconds command...
   done
 }
 wait_for "kube-apiserver /readyz" 60 "${kubectl[@]}" get --raw /readyz
+# The pod runner's service proxy (user system:kube-proxy) picks Services' ready pods itself:
+# the API server refuses loopback pod addresses in EndpointSlices. Reading pods is all it adds
+# to the bootstrap system:node-proxier role.
+wait_for "RBAC for the service proxy" 30 "${kubectl[@]}" create clusterrole flotilla:service-proxy \
+  --verb=get,list,watch --resource=pods,services
+"${kubectl[@]}" create clusterrolebinding flotilla:service-proxy --clusterrole=flotilla:service-proxy \
+  --user=system:kube-proxy > /dev/null
 # The controller-manager and scheduler exit if the RBAC bootstrap roles they read at start-up
 # are not there yet, so they start once the API server is ready (a kubelet would restart them).
 start kube-controller-manager "$bin/kube-controller-manager" \
@@ -187,6 +197,7 @@ start kube-controller-manager "$bin/kube-controller-manager" \
   --authorization-kubeconfig "$dir/kubeconfig/controller-manager.kubeconfig" \
   --bind-address 127.0.0.1 --secure-port "$cm_port" --leader-elect=false \
   --use-service-account-credentials=true --service-account-private-key-file "$pki/sa.key" \
+  --controllers '*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller' \
   --root-ca-file "$pki/ca.crt" \
   --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key"
 start kube-scheduler "$bin/kube-scheduler" \
@@ -198,7 +209,8 @@ start kube-scheduler "$bin/kube-scheduler" \
 
 RUST_LOG=${RUST_LOG:-info,kube=warn} start podrunner "$runner" \
   --node "$(IFS=,; echo "${node_names[*]}")" --kubeconfig-dir "$dir/kubeconfig/nodes" \
-  --pod-network "$network" --image-map "$image_map" --state-dir "$dir/runner"
+  --pod-network "$network" --image-map "$image_map" --state-dir "$dir/runner" \
+  --proxy-kubeconfig "$dir/kubeconfig/kube-proxy.kubeconfig"
 
 nodes_ready() {
   [[ $("${kubectl[@]}" get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True) -eq $nodes ]]

@@ -1,6 +1,6 @@
 //! Command-line arguments, each with an environment-variable fallback.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::Parser;
 
@@ -72,4 +72,35 @@ pub struct Args {
     /// How long players' connection tokens are valid.
     #[arg(long, env = "FLOTILLA_TOKEN_SECONDS", default_value_t = 600)]
     pub token_seconds: u64,
+
+    /// Take the SDK URL from this Service's ClusterIP (in the lease namespace) instead of
+    /// `--sdk-url`; the chart sets it to its leader-only SDK Service.
+    #[arg(long, env = "FLOTILLA_SDK_SERVICE")]
+    pub sdk_service: Option<String>,
+
+    /// Label this replica's pod (named by `--identity`) `flotilla.dev/leader=true` while it
+    /// leads, so a Service can send SDK traffic to the leader only.
+    #[arg(long, env = "FLOTILLA_LABEL_LEADER_POD", default_value_t = false, action = clap::ArgAction::Set)]
+    pub label_leader_pod: bool,
+
+    /// Serve the allocation API over TLS with this certificate chain (PEM); plain HTTP without.
+    #[arg(long, env = "FLOTILLA_ALLOCATION_TLS_CERT", requires = "allocation_tls_key")]
+    pub allocation_tls_cert: Option<PathBuf>,
+
+    /// The private key of `--allocation-tls-cert` (PEM).
+    #[arg(long, env = "FLOTILLA_ALLOCATION_TLS_KEY", requires = "allocation_tls_cert")]
+    pub allocation_tls_key: Option<PathBuf>,
+
+    /// CA certificates (PEM) that sign matchmakers' client certificates.
+    #[arg(long, env = "FLOTILLA_ALLOCATION_CLIENT_CA")]
+    pub allocation_client_ca: Option<PathBuf>,
+
+    /// Which client certificates the allocation API asks for (with TLS only).
+    #[arg(
+        long,
+        env = "FLOTILLA_ALLOCATION_CLIENT_AUTH",
+        value_enum,
+        default_value = "optional"
+    )]
+    pub allocation_client_auth: crate::tls::ClientAuth,
 }

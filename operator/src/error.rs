@@ -54,6 +54,10 @@ pub enum Error {
     #[error("{field}: {reason}")]
     InvalidField { field: String, reason: String },
 
+    /// The allocation API's certificate, key or client CA is unusable.
+    #[error("tls: {0}")]
+    Tls(String),
+
     #[error("leadership lost: {0}")]
     LostLeadership(String),
 
@@ -73,6 +77,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::NoCapacity(_) => "no_capacity",
             Error::Signing(_) => "signing",
+            Error::Tls(_) => "tls",
             Error::Transition { .. } => "transition",
             Error::BadRequest(_) | Error::InvalidField { .. } => "bad_request",
             Error::Conflict(_) => "conflict",
@@ -113,6 +118,7 @@ impl axum::response::IntoResponse for Error {
             | Error::Serialize { .. }
             | Error::Serve { .. }
             | Error::Signing(_)
+            | Error::Tls(_)
             | Error::LostLeadership(_) => {
                 tracing::warn!(kind = self.kind(), error = %self, "request failed");
                 let body = serde_json::json!({"error": "internal error"});

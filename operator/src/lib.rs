@@ -12,6 +12,7 @@ pub mod error;
 pub mod fleet;
 pub mod game_server;
 pub mod health;
+pub mod in_cluster;
 pub mod leader;
 pub mod metrics;
 pub mod ops;
@@ -22,6 +23,7 @@ pub mod sdk;
 pub mod sdk_auth;
 pub mod signing_key;
 pub mod status_patch;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -63,6 +65,12 @@ pub async fn run(args: Args) -> Result<()> {
         signing_key_secret,
         allocation_partitions,
         token_seconds,
+        sdk_service,
+        label_leader_pod,
+        allocation_tls_cert,
+        allocation_tls_key,
+        allocation_client_ca,
+        allocation_client_auth,
     } = args;
     let client = Client::try_default().await?;
     let identity = identity.unwrap_or_else(|| {
@@ -84,6 +92,13 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
     let (fleets, servers, pods) = scoped(&client);
+    let sdk_url = match &sdk_service {
+        Some(service) => in_cluster::sdk_url_from_service(&client, &lease_namespace, service).await?,
+        None => sdk_url,
+    };
+    if label_leader_pod {
+        in_cluster::mark_leader_pod(&client, &lease_namespace, &identity, false).await?;
+    }
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
     let recorder = Recorder::new(
@@ -173,8 +188,16 @@ pub async fn run(args: Args) -> Result<()> {
             address: allocation_addr.to_string(),
             source,
         })?;
-    let allocation_server = axum::serve(allocation_listener, allocation::service::router(allocator));
-    let allocation_task = tokio::spawn(async move { allocation_server.await });
+    let allocation_app = allocation::service::router(allocator);
+    let allocation_task = match (&allocation_tls_cert, &allocation_tls_key) {
+        (Some(cert), Some(key)) => {
+            let config =
+                tls::server_config(cert, key, allocation_client_ca.as_deref(), allocation_client_auth)?;
+            info!(%allocation_addr, client_auth = ?allocation_client_auth, "allocation API over TLS");
+            tokio::spawn(tls::serve(allocation_listener, config, allocation_app))
+        }
+        _ => tokio::spawn(async move { axum::serve(allocation_listener, allocation_app).await }),
+    };
     let client_for_lease = client.clone();
     let health_monitor = health::monitor(
         client.clone(),
@@ -257,6 +280,9 @@ pub async fn run(args: Args) -> Result<()> {
                 return Ok(());
             }
         }
+    }
+    if label_leader_pod {
+        in_cluster::mark_leader_pod(&client, &lease_namespace, &identity, true).await?;
     }
     metrics.leader.set(1);
     let holding = async {

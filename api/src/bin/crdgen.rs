@@ -7,15 +7,19 @@ use flotilla_api::{FleetAutoscaler, GameServer, GameServerFleet};
 use kube::CustomResourceExt;
 
 fn main() -> std::process::ExitCode {
-    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "crds".into()));
+    // Every directory given gets the same files: `crds/` and the chart's `crds/`.
+    let mut dirs: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
+    if dirs.is_empty() {
+        dirs.push("crds".into());
+    }
     let crds = [
         ("gameserverfleets.yaml", GameServerFleet::crd()),
         ("gameservers.yaml", GameServer::crd()),
         ("fleetautoscalers.yaml", FleetAutoscaler::crd()),
     ];
-    for (file, crd) in crds {
+    for (dir, (file, crd)) in dirs.iter().flat_map(|dir| crds.iter().map(move |c| (dir, c))) {
         let path = dir.join(file);
-        let written = serde_yaml_ng::to_string(&crd)
+        let written = serde_yaml_ng::to_string(crd)
             .map_err(|e| e.to_string())
             .and_then(|yaml| {
                 std::fs::write(

@@ -3,7 +3,7 @@
 //! ```no_run
 //! # async fn run() -> Result<(), flotilla_allocation_client::Error> {
 //! use flotilla_allocation_client::{AllocationClient, AllocationRequest};
-//! let client = AllocationClient::new("http://flotilla-operator.flotilla-system.svc:8443", "token")?;
+//! let client = AllocationClient::new("https://flotilla-allocator.flotilla-system.svc", "token")?;
 //! let request = AllocationRequest {
 //!     fleet: Some("arena".into()),
 //!     session_id: Some("match-42".into()),
@@ -48,11 +48,27 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// How the client reaches and proves itself to the allocation API beyond the URL.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// A Kubernetes token with audience `flotilla.dev/allocation` whose subject may create
+    /// `gameserverallocations` in the namespace. Not needed with a client certificate.
+    pub token: Option<String>,
+    /// PEM CA certificates to trust for the server (the chart's `ca.crt`), instead of the
+    /// system roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// A PEM client certificate chain followed by its private key, for mTLS.
+    pub identity_pem: Option<Vec<u8>>,
+    /// Connect to this address for the URL's host name while still checking the certificate
+    /// against that name (like `curl --resolve`): for a Service reached by its ClusterIP.
+    pub resolve: Option<(String, std::net::SocketAddr)>,
+}
+
 #[derive(Clone)]
 pub struct AllocationClient {
     http: reqwest::Client,
     base: String,
-    token: String,
+    token: Option<String>,
 }
 
 impl std::fmt::Debug for AllocationClient {
@@ -65,32 +81,51 @@ impl std::fmt::Debug for AllocationClient {
 }
 
 impl AllocationClient {
-    /// `base` is the allocation service (`http://host:8443`); `token` a Kubernetes token with
+    /// `base` is the allocation service (`https://host`); `token` a Kubernetes token with
     /// audience `flotilla.dev/allocation` whose subject may create `gameserverallocations`.
     pub fn new(base: &str, token: &str) -> Result<Self> {
+        Self::with_options(
+            base,
+            ClientOptions {
+                token: Some(token.to_owned()),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// A client with TLS trust, a client certificate or an address override.
+    pub fn with_options(base: &str, options: ClientOptions) -> Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Error::Url(base));
         }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?;
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        if let Some(pem) = &options.ca_pem {
+            builder = builder.tls_built_in_root_certs(false);
+            for certificate in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        if let Some(pem) = &options.identity_pem {
+            builder = builder.identity(reqwest::Identity::from_pem(pem)?);
+        }
+        if let Some((host, address)) = &options.resolve {
+            builder = builder.resolve(host, *address);
+        }
         Ok(Self {
-            http,
+            http: builder.build()?,
             base,
-            token: token.trim().to_owned(),
+            token: options.token.map(|t| t.trim().to_owned()),
         })
     }
 
     pub async fn allocate(&self, namespace: &str, request: &AllocationRequest) -> Result<AllocationResponse> {
         let url = format!("{}/allocation/v1/namespaces/{namespace}/allocations", self.base);
-        let response = self
-            .http
-            .post(url)
-            .bearer_auth(&self.token)
-            .json(request)
-            .send()
-            .await?;
+        let mut post = self.http.post(url).json(request);
+        if let Some(token) = &self.token {
+            post = post.bearer_auth(token);
+        }
+        let response = post.send().await?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

@@ -61,4 +61,9 @@ pub struct Args {
         default_value = "v1.36.3-flotilla.podrunner"
     )]
     pub kubelet_version: String,
+
+    /// Kubeconfig of `system:kube-proxy`: when given, the runner also proxies Service
+    /// ClusterIPs to their endpoints, as kube-proxy would (see `service_proxy`).
+    #[arg(long, env = "FLOTILLA_PROXY_KUBECONFIG")]
+    pub proxy_kubeconfig: Option<PathBuf>,
 }

@@ -12,6 +12,7 @@ pub mod pod;
 pub mod pod_network;
 pub mod probe;
 pub mod process;
+pub mod service_proxy;
 pub mod status;
 pub mod volumes;
 
@@ -46,6 +47,7 @@ pub async fn run(args: Args) -> Result<()> {
         backoff_initial_ms,
         backoff_max_ms,
         kubelet_version,
+        proxy_kubeconfig,
     } = args;
     let network = PodNetwork::parse(&pod_network)?;
     let pgid_dir = state_dir.join("pgids");
@@ -104,11 +106,21 @@ pub async fn run(args: Args) -> Result<()> {
         });
         watchers.push(node::start(ctx, specifics.clone(), shutdown_rx.clone()).await?);
     }
+    let proxy = match proxy_kubeconfig {
+        Some(path) => {
+            let client = Client::try_from(node_config(&path).await?)?;
+            Some(tokio::spawn(service_proxy::run(client)))
+        }
+        None => None,
+    };
     info!(nodes = nodes.len(), "pod runner ready");
 
     shutdown_signal().await;
     info!("shutting down");
     let _ = shutdown_tx.send(true);
+    if let Some(proxy) = proxy {
+        proxy.abort();
+    }
     for watcher in watchers {
         let _ = watcher.await;
     }
@@ -116,6 +128,7 @@ pub async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// A client config from a kubeconfig file (a node's, or the service proxy's).
 async fn node_config(path: &std::path::Path) -> Result<Config> {
     let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
         path: path.to_owned(),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use flotilla_api::allocation::{AllocationRequest, AllocationResponse, AllocationState};
 use flotilla_api::connection_token::{ConnectionClaims, TokenSigner};
 use flotilla_api::{Allocation, GameServer, GameServerFleet, GameServerState, PlayerStatus};
@@ -30,6 +30,7 @@ use super::select::{Query, ranked};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::status_patch::status_patch;
+use crate::tls::ClientCertificate;
 
 /// Commits tried on one candidate whose conflicts were not allocations.
 const RETRIES_PER_CANDIDATE: usize = 3;
@@ -95,6 +96,7 @@ async fn openapi() -> Json<serde_json::Value> {
 async fn allocate(
     State(state): State<Arc<AllocatorState>>,
     Path(namespace): Path<String>,
+    certificate: Option<Extension<ClientCertificate>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<AllocationResponse>)> {
@@ -109,7 +111,10 @@ async fn allocate(
         .and_then(|r| r.fleet.clone())
         .unwrap_or_default();
     let result = match parsed {
-        Ok(request) => serve(&state, &namespace, &headers, request).await,
+        Ok(request) => {
+            let certificate = certificate.map(|Extension(c)| c);
+            serve(&state, &namespace, certificate.as_ref(), &headers, request).await
+        }
         Err(e) => Err(e),
     };
     state
@@ -145,15 +150,22 @@ async fn allocate(
 async fn serve(
     state: &AllocatorState,
     namespace: &str,
+    certificate: Option<&ClientCertificate>,
     headers: &HeaderMap,
     request: AllocationRequest,
 ) -> Result<(StatusCode, Json<AllocationResponse>)> {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| Error::Unauthenticated("missing bearer token".into()))?;
-    let caller = state.auth.authorize(token, namespace).await?;
+    // A client certificate the TLS layer verified against the CA authorizes on its own.
+    let caller = match certificate {
+        Some(ClientCertificate(sha256)) => format!("client-certificate:sha256:{}", &sha256[..16]),
+        None => {
+            let token = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or_else(|| Error::Unauthenticated("missing bearer token or client certificate".into()))?;
+            state.auth.authorize(token, namespace).await?
+        }
+    };
     validate(&request)?;
     if let Some(fleet) = &request.fleet {
         let key = kube::runtime::reflector::ObjectRef::new(fleet).within(namespace);

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use flotilla_allocation_client::{AllocationClient, AllocationRequest};
+use flotilla_allocation_client::{AllocationClient, AllocationRequest, ClientOptions};
 use flotilla_api::connection_token::{ConnectionClaims, TokenSigner};
 use flotilla_gameserver::bots::{self, BotConfig};
 
@@ -26,15 +26,28 @@ struct Args {
     /// The server certificate's SHA-256 (annotation sdk.flotilla.dev/quic-cert-sha256).
     #[arg(long, required_unless_present_any = ["write_key", "allocation_url"])]
     fingerprint: Option<String>,
-    /// Allocate a server for the bots through this allocation API (`http://host:8443`).
-    #[arg(long, requires_all = ["fleet", "token_file"], conflicts_with_all = ["addr", "fingerprint", "tokens_file", "signing_key"])]
+    /// Allocate a server for the bots through this allocation API
+    /// (`https://flotilla-allocator.flotilla-system.svc`).
+    #[arg(long, requires = "fleet", conflicts_with_all = ["addr", "fingerprint", "tokens_file", "signing_key"])]
     allocation_url: Option<String>,
     /// The fleet to allocate from.
     #[arg(long)]
     fleet: Option<String>,
     /// A token for the allocation API (audience flotilla.dev/allocation).
-    #[arg(long)]
+    #[arg(long, required_unless_present = "client_cert")]
     token_file: Option<PathBuf>,
+    /// CA certificate (PEM) the allocation API's certificate must chain to.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mTLS with the allocation API, instead of a token.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// Connect to this address for the allocation URL's host (its certificate is still checked
+    /// against the host name), e.g. the Service's ClusterIP where there is no cluster DNS.
+    #[arg(long)]
+    connect_to: Option<SocketAddr>,
     /// Connection tokens, one per line; one bot per token.
     #[arg(long, conflicts_with = "signing_key")]
     tokens_file: Option<PathBuf>,
@@ -108,10 +121,29 @@ fn tokens(args: &Args) -> Result<Vec<String>, String> {
 /// Asks the allocation API for one server for all the bots: its address, its certificate
 /// fingerprint and a token per bot.
 async fn allocate(args: &Args, url: &str) -> Result<(SocketAddr, String, Vec<String>), String> {
-    let token_file = args.token_file.as_ref().ok_or("--token-file is required")?;
-    let token =
-        std::fs::read_to_string(token_file).map_err(|e| format!("reading {}: {e}", token_file.display()))?;
-    let client = AllocationClient::new(url, &token).map_err(|e| e.to_string())?;
+    let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()));
+    let mut options = ClientOptions::default();
+    if let Some(path) = &args.token_file {
+        options.token = Some(String::from_utf8_lossy(&read(path)?).into_owned());
+    }
+    if let Some(path) = &args.ca_file {
+        options.ca_pem = Some(read(path)?);
+    }
+    if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+        let mut pem = read(cert)?;
+        pem.push(b'\n');
+        pem.extend(read(key)?);
+        options.identity_pem = Some(pem);
+    }
+    if let Some(address) = args.connect_to {
+        let host = url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', ':']).next())
+            .ok_or("--allocation-url has no host")?;
+        options.resolve = Some((host.to_owned(), address));
+    }
+    let client = AllocationClient::with_options(url, options).map_err(|e| e.to_string())?;
     let session = args
         .session
         .clone()

@@ -1,0 +1,25 @@
+{{/* Labels every object of the chart carries. */}}
+{{- define "flotilla.labels" -}}
+app.kubernetes.io/name: flotilla
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: flotilla
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end }}
+
+{{/* What the operator's Services and PodDisruptionBudget select. */}}
+{{- define "flotilla.operatorSelector" -}}
+app.kubernetes.io/name: flotilla
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "flotilla.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/* The Secret holding the allocation API's certificate. */}}
+{{- define "flotilla.allocationTlsSecret" -}}
+{{ .Values.allocation.tls.existingSecret | default "flotilla-allocation-tls" }}
+{{- end }}

@@ -1,0 +1,506 @@
+//! The Helm chart, installed with the real `helm` on the local cluster: the operator runs as
+//! pods with the chart's ServiceAccount (so a missing RBAC rule fails here), game servers reach
+//! the leader's SDK through a Service, matchmakers allocate through the allocation Service over
+//! TLS, an upgrade keeps allocated servers and the match being played on them, and an uninstall
+//! leaves no Flotilla pod behind.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Output;
+use std::time::Duration;
+
+use flotilla_allocation_client::{
+    AllocationClient, AllocationRequest, ClientOptions, Error as AllocationError,
+};
+use flotilla_api::{GameServer, GameServerFleet, GameServerState};
+use flotilla_e2e::{Result, TestNamespace, client, eventually, is_ready, manifest};
+use flotilla_gameserver::bots::{self, BotConfig};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use kube::api::{ListParams, ObjectMeta, PostParams};
+use kube::{Api, Client, ResourceExt};
+
+type TestResult = Result<()>;
+
+const RELEASE: &str = "flotilla";
+const NAMESPACE: &str = "flotilla-system";
+const OPERATOR_PODS: &str = "app.kubernetes.io/name=flotilla,app.kubernetes.io/component=operator";
+const WAIT: Duration = Duration::from_secs(90);
+const ALLOCATOR_HOST: &str = "flotilla-allocator.flotilla-system.svc";
+
+fn failure(what: &str, message: impl std::fmt::Display) -> flotilla_e2e::Error {
+    flotilla_e2e::Error::Manifest(what.to_owned(), message.to_string())
+}
+
+fn chart_dir() -> String {
+    format!("{}/../../charts/flotilla", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the cluster's `helm` (`FLOTILLA_HELM`, set by `./x test`) against the test cluster.
+async fn helm(args: &[&str]) -> Result<Output> {
+    let binary = std::env::var("FLOTILLA_HELM").unwrap_or_else(|_| "helm".into());
+    let kubeconfig = std::env::var("FLOTILLA_KUBECONFIG").map_err(|_| flotilla_e2e::Error::NoCluster)?;
+    tokio::process::Command::new(&binary)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        // helm keeps caches and a repository config; none of it belongs in $HOME during tests.
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("flotilla-helm/cache"),
+        )
+        .env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("flotilla-helm/config"),
+        )
+        .env("HELM_DATA_HOME", std::env::temp_dir().join("flotilla-helm/data"))
+        .output()
+        .await
+        .map_err(|e| failure(&binary, e))
+}
+
+async fn helm_ok(args: &[&str]) -> Result<String> {
+    let output = helm(args).await?;
+    if !output.status.success() {
+        return Err(failure(
+            &format!("helm {}", args.join(" ")),
+            String::from_utf8_lossy(&output.stderr),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn kube_version() -> String {
+    flotilla_e2e::expected_kubernetes_version()
+        .trim_start_matches('v')
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_chart_lints_renders_least_privilege_rbac_and_rejects_bad_values() -> TestResult {
+    let chart = chart_dir();
+    let version = kube_version();
+    helm_ok(&["lint", &chart, "--strict", "--kube-version", &version]).await?;
+    let rendered = helm_ok(&[
+        "template",
+        RELEASE,
+        &chart,
+        "-n",
+        NAMESPACE,
+        "--kube-version",
+        &version,
+        "--set",
+        "dashboards.enabled=true",
+    ])
+    .await?;
+    let documents: Vec<serde_json::Value> = rendered
+        .split("\n---")
+        .filter_map(|doc| serde_yaml_ng::from_str::<serde_json::Value>(doc).ok())
+        .filter(|doc| doc.is_object())
+        .collect();
+    let kinds: Vec<&str> = documents.iter().filter_map(|d| d["kind"].as_str()).collect();
+    for kind in [
+        "Deployment",
+        "ServiceAccount",
+        "ClusterRole",
+        "Role",
+        "Service",
+        "PodDisruptionBudget",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+    }
+    for doc in &documents {
+        for rule in doc["rules"].as_array().into_iter().flatten() {
+            let words = ["verbs", "resources", "apiGroups"]
+                .iter()
+                .flat_map(|k| rule[k].as_array().cloned().unwrap_or_default());
+            for word in words {
+                assert_ne!(word, "*", "wildcard in {}: {rule}", doc["metadata"]["name"]);
+            }
+        }
+        assert_ne!(doc["roleRef"]["name"], "cluster-admin");
+    }
+    let deployment = documents
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .ok_or_else(|| failure("template", "no Deployment"))?;
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = &pod["containers"][0]["securityContext"];
+    assert_eq!(container["readOnlyRootFilesystem"], true);
+    assert_eq!(container["allowPrivilegeEscalation"], false);
+    assert_eq!(deployment["spec"]["replicas"], 2);
+
+    // Bad values fail the install before anything is created, with the schema's message.
+    for (value, expected) in [
+        ("operator.replicas=0", "/operator/replicas"),
+        ("allocation.tls.clientAuth=maybe", "/allocation/tls/clientAuth"),
+        (
+            "operator.replica=3",
+            "additional properties 'replica' not allowed",
+        ),
+    ] {
+        let output = helm(&[
+            "install",
+            "invalid",
+            &chart,
+            "-n",
+            "flotilla-invalid",
+            "--create-namespace",
+            "--set",
+            value,
+        ])
+        .await?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{value} was accepted");
+        assert!(stderr.contains(expected), "{value}: {stderr}");
+    }
+    assert!(
+        helm_ok(&["list", "-A", "-q"])
+            .await?
+            .lines()
+            .all(|r| r != "invalid")
+    );
+    Ok(())
+}
+
+/// The ClusterIP and port of a Service.
+async fn service_address(client: &Client, name: &str) -> Result<SocketAddr> {
+    let service = Api::<Service>::namespaced(client.clone(), NAMESPACE)
+        .get(name)
+        .await?;
+    let spec = service.spec.unwrap_or_default();
+    let port = spec.ports.unwrap_or_default().first().map_or(0, |p| p.port);
+    format!("{}:{port}", spec.cluster_ip.unwrap_or_default())
+        .parse()
+        .map_err(|e| failure(name, e))
+}
+
+/// Two Ready operator pods, exactly one labelled leader; their names.
+async fn operator_pods_ready(client: &Client) -> Result<Vec<String>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    eventually(
+        WAIT,
+        "two Ready operator pods, one of them the labelled leader",
+        || async {
+            let list = pods.list(&ListParams::default().labels(OPERATOR_PODS)).await?;
+            let live: Vec<&Pod> = list
+                .items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            let leaders = live
+                .iter()
+                .filter(|p| p.labels().get("flotilla.dev/leader").map(String::as_str) == Some("true"))
+                .count();
+            let ready = live.iter().all(|p| is_ready(p));
+            Ok((live.len() == 2 && ready && leaders == 1)
+                .then(|| live.iter().map(|p| p.name_any()).collect()))
+        },
+    )
+    .await
+}
+
+/// The chart's CA and matchmaker client certificate, from the Secret the chart generated.
+async fn client_credentials(client: &Client) -> Result<(Vec<u8>, Vec<u8>)> {
+    let secret = Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+        .get("flotilla-allocation-client")
+        .await?;
+    let data = secret.data.unwrap_or_default();
+    let field = |key: &str| {
+        data.get(key)
+            .map(|b| b.0.clone())
+            .ok_or_else(|| failure("flotilla-allocation-client", format!("no {key}")))
+    };
+    let mut identity = field("tls.crt")?;
+    identity.push(b'\n');
+    identity.extend(field("tls.key")?);
+    Ok((field("ca.crt")?, identity))
+}
+
+/// A matchmaker ServiceAccount bound to the chart's `flotilla-allocator-client` ClusterRole in
+/// `ns`, and a token for it.
+async fn matchmaker_token(ns: &TestNamespace) -> Result<String> {
+    let meta = ObjectMeta {
+        name: Some("matchmaker".into()),
+        ..Default::default()
+    };
+    let accounts: Api<ServiceAccount> = ns.api();
+    accounts
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: meta.clone(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let binding = RoleBinding {
+        metadata: meta,
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "ClusterRole".into(),
+            name: "flotilla-allocator-client".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: "matchmaker".into(),
+            namespace: Some(ns.name.clone()),
+            ..Default::default()
+        }]),
+    };
+    ns.api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await?;
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(vec!["flotilla.dev/allocation".into()]),
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let issued = accounts
+        .create_token_request("matchmaker", &PostParams::default(), &request)
+        .await?;
+    Ok(issued.status.and_then(|s| s.token).unwrap_or_default())
+}
+
+/// The Ready servers of the fleet, by name, with their pods' uids.
+async fn ready_servers(servers: &Api<GameServer>, count: usize) -> Result<Vec<GameServer>> {
+    eventually(WAIT, &format!("{count} Ready game servers"), || async {
+        let ready: Vec<GameServer> = servers
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|s| s.status.as_ref().map(|st| st.state) == Some(GameServerState::Ready))
+            .collect();
+        Ok((ready.len() >= count).then_some(ready))
+    })
+    .await
+}
+
+async fn pod_uids(ns: &TestNamespace) -> Result<BTreeMap<String, String>> {
+    Ok(ns
+        .api::<Pod>()
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+        .collect())
+}
+
+#[tokio::test]
+async fn helm_install_serves_fleets_and_allocation_survives_an_upgrade_and_uninstalls_cleanly() -> TestResult
+{
+    let client = client().await?;
+    let result = install_play_upgrade(&client).await;
+    // Uninstall whatever happened, so a failure leaves no cluster-wide operator behind for
+    // the suites that run after this one.
+    let uninstalled = helm_ok(&[
+        "uninstall",
+        RELEASE,
+        "-n",
+        NAMESPACE,
+        "--wait",
+        "--timeout",
+        "90s",
+    ])
+    .await;
+    result?;
+    uninstalled?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    eventually(WAIT, "no Flotilla pods after helm uninstall", || async {
+        let left = pods
+            .list(&ListParams::default().labels("app.kubernetes.io/name=flotilla"))
+            .await?;
+        Ok(left.items.is_empty().then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+async fn install_play_upgrade(client: &Client) -> TestResult {
+    let chart = chart_dir();
+    helm_ok(&[
+        "install",
+        RELEASE,
+        &chart,
+        "-n",
+        NAMESPACE,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "120s",
+    ])
+    .await?;
+    let first_pods = operator_pods_ready(client).await?;
+
+    // A fleet of the real game server: its pods are told the SDK Service's ClusterIP, and
+    // report Ready through it to the leader.
+    let ns = TestNamespace::create("chart").await?;
+    let mut fleet: GameServerFleet = manifest("manifests/examples/fleet.yaml")?;
+    fleet.spec.replicas = 2;
+    if let Some(pod) = fleet.spec.template.spec.template.spec.as_mut() {
+        pod.containers[0].env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+            name: "FLOTILLA_MATCH_SECONDS".into(),
+            value: Some("40".into()),
+            ..Default::default()
+        }]);
+    }
+    ns.api::<GameServerFleet>()
+        .create(&PostParams::default(), &fleet)
+        .await?;
+    let servers: Api<GameServer> = ns.api();
+    ready_servers(&servers, 2).await?;
+
+    // Allocation through the Service, over TLS, by client certificate and by token.
+    let address = service_address(client, "flotilla-allocator").await?;
+    let url = format!("https://{ALLOCATOR_HOST}");
+    let (ca, identity) = client_credentials(client).await?;
+    let options = |token: Option<String>, identity: Option<Vec<u8>>| ClientOptions {
+        token,
+        ca_pem: Some(ca.clone()),
+        identity_pem: identity,
+        resolve: Some((ALLOCATOR_HOST.to_owned(), address)),
+    };
+    let anonymous =
+        AllocationClient::with_options(&url, options(None, None)).map_err(|e| failure("client", e))?;
+    let request = AllocationRequest {
+        fleet: Some("arena".into()),
+        session_id: Some("chart-match".into()),
+        players: vec!["ann".into(), "ben".into()],
+        ..Default::default()
+    };
+    match anonymous.allocate(&ns.name, &request).await {
+        Err(AllocationError::Unauthenticated(_)) => {}
+        other => panic!("no certificate and no token must be refused, got {other:?}"),
+    }
+    let by_token = AllocationClient::with_options(&url, options(Some(matchmaker_token(&ns).await?), None))
+        .map_err(|e| failure("client", e))?;
+    let by_certificate = AllocationClient::with_options(&url, options(None, Some(identity)))
+        .map_err(|e| failure("client", e))?;
+    let token_answer = by_token
+        .allocate_with_retry(
+            &ns.name,
+            &AllocationRequest {
+                session_id: Some("chart-token".into()),
+                ..request.clone()
+            },
+            WAIT,
+        )
+        .await
+        .map_err(|e| failure("allocation by token", e))?;
+    let answer = by_certificate
+        .allocate_with_retry(&ns.name, &request, WAIT)
+        .await
+        .map_err(|e| failure("allocation by client certificate", e))?;
+    assert_ne!(answer.game_server, token_answer.game_server);
+    let before = pod_uids(&ns).await?;
+    let allocation_id = |server: &GameServer| {
+        server
+            .status
+            .as_ref()
+            .and_then(|s| s.allocation.clone())
+            .map(|a| a.id)
+    };
+    let token_allocation = allocation_id(&servers.get(&token_answer.game_server).await?);
+
+    // Players play the match while the operator is upgraded under them.
+    let port = answer.ports.first().map_or(0, |p| p.port);
+    let game_address: SocketAddr = format!("{}:{port}", answer.address)
+        .parse()
+        .map_err(|e| failure("address", e))?;
+    let play = tokio::spawn(bots::run(BotConfig {
+        addr: game_address,
+        fingerprint: answer.certificate_sha256.clone().unwrap_or_default(),
+        tokens: answer.tokens.values().cloned().collect(),
+        duration: Duration::from_secs(50),
+        input_rate_hz: 30,
+        bots_per_endpoint: 2,
+    }));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    helm_ok(&[
+        "upgrade",
+        RELEASE,
+        &chart,
+        "-n",
+        NAMESPACE,
+        "--set",
+        "image.tag=0.1.1",
+        "--wait",
+        "--timeout",
+        "120s",
+    ])
+    .await?;
+    let upgraded_pods = operator_pods_ready(client).await?;
+    assert!(
+        upgraded_pods.iter().all(|p| !first_pods.contains(p)),
+        "the upgrade replaced every operator pod: {first_pods:?} -> {upgraded_pods:?}"
+    );
+    let report = play.await.map_err(|e| failure("bots", e))??;
+    assert_eq!(report.joined, 2, "{:?}", report.refused);
+    assert!(
+        report.bots.iter().all(|b| b.results.is_some()),
+        "the match must finish with results for every player: {}",
+        report.summary()
+    );
+    assert_eq!(
+        report.inconsistent(),
+        0,
+        "snapshots stayed consistent: {}",
+        report.summary()
+    );
+
+    // The allocated servers kept their pods; the allocation of the one that did not finish its
+    // match yet is unchanged; the others are still healthy, heartbeating to the new leader.
+    let after = pod_uids(&ns).await?;
+    for (name, uid) in &before {
+        assert_eq!(
+            after.get(name),
+            Some(uid),
+            "pod {name} was replaced during the upgrade"
+        );
+    }
+    let token_server = servers.get(&token_answer.game_server).await?;
+    let token_state = token_server.status.as_ref().map(|s| s.state);
+    assert_eq!(
+        token_state,
+        Some(GameServerState::Allocated),
+        "the idle allocated server stays allocated"
+    );
+    assert_eq!(
+        allocation_id(&token_server),
+        token_allocation,
+        "and keeps its allocation"
+    );
+    let unhealthy: Vec<String> = servers
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|s| s.status.as_ref().is_some_and(|st| st.state.is_failed()))
+        .map(|s| s.name_any())
+        .collect();
+    assert!(
+        unhealthy.is_empty(),
+        "servers failed across the upgrade: {unhealthy:?}"
+    );
+
+    // The new operator version allocates too.
+    by_certificate
+        .allocate_with_retry(
+            &ns.name,
+            &AllocationRequest {
+                session_id: Some("after-upgrade".into()),
+                ..request.clone()
+            },
+            WAIT,
+        )
+        .await
+        .map_err(|e| failure("allocation after the upgrade", e))?;
+    ns.delete().await?;
+    Ok(())
+}
