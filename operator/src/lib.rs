@@ -7,7 +7,9 @@
 pub mod allocation;
 pub mod args;
 pub mod autoscaler;
+pub mod console;
 pub mod context;
+pub mod discovery;
 pub mod error;
 pub mod fleet;
 pub mod game_server;
@@ -43,6 +45,7 @@ use tracing::{info, warn};
 
 use crate::{
     args::Args,
+    console::{Console, ConsoleFeed},
     context::Context,
     error::{Error, Result},
     metrics::Metrics,
@@ -123,7 +126,20 @@ pub async fn run(args: Args) -> Result<()> {
             address: metrics_addr.to_string(),
             source,
         })?;
-    let ops_server = axum::serve(ops_listener, ops::router(Arc::new(registry)));
+    // The watch-fed stores, made here so the console on the operations listener reads the
+    // same ones the allocator does; the watches that fill them start below.
+    let (server_cache, cache_writer) = reflector::store();
+    let (fleet_cache, fleet_writer) = reflector::store();
+    let feed = Arc::new(ConsoleFeed::new(&identity, namespace.as_deref(), leader_election));
+    let console = Arc::new(Console {
+        feed: feed.clone(),
+        fleets: fleet_cache.clone(),
+        servers: server_cache.clone(),
+    });
+    let ops_server = axum::serve(
+        ops_listener,
+        ops::router(Arc::new(registry), console, server_cache.clone()),
+    );
     tokio::spawn(async move { ops_server.await });
 
     // The SDK endpoint, and the health monitor that reads its heartbeats against a cache of
@@ -142,25 +158,29 @@ pub async fn run(args: Args) -> Result<()> {
             source,
         })?;
     let sdk_server = axum::serve(listener, sdk::router(sdk_state.clone()));
-    let (server_cache, cache_writer) = reflector::store();
-    // One watch of every GameServer, on every replica: it feeds the health monitor's cache and
-    // the SDK's watch requests.
+    // One watch of every GameServer, on every replica: it feeds the health monitor's cache,
+    // the SDK's watch requests and the console.
     let changes = sdk_state.changes.clone();
+    let server_feed = feed.clone();
     let server_watch = reflector(cache_writer, watcher(servers.clone(), watcher::Config::default()))
         .default_backoff()
         .for_each(move |event| {
             if let Ok(event) = &event {
                 changes.publish(event);
+                server_feed.changed();
             }
             async {}
         });
     let server_watch = tokio::spawn(server_watch);
     // The allocation API, on every replica, choosing from the same watch-fed cache.
-    let (fleet_cache, fleet_writer) = reflector::store();
+    let fleet_feed = feed.clone();
     let fleet_watch = tokio::spawn(
         reflector(fleet_writer, watcher(fleets.clone(), watcher::Config::default()))
             .default_backoff()
-            .for_each(|_| async {}),
+            .for_each(move |_| {
+                fleet_feed.changed();
+                async {}
+            }),
     );
     let membership = allocation::membership::Membership::default();
     if allocation_partitions {
@@ -181,6 +201,7 @@ pub async fn run(args: Args) -> Result<()> {
         membership: membership.clone(),
         token_lifetime: std::time::Duration::from_secs(token_seconds.clamp(30, 86_400)),
         claims: Default::default(),
+        console: feed.clone(),
     });
     let allocation_listener = tokio::net::TcpListener::bind(allocation_addr)
         .await
@@ -243,6 +264,7 @@ pub async fn run(args: Args) -> Result<()> {
             Arc::new(autoscaler::controller::AutoscalerContext {
                 ctx: ctx.clone(),
                 http: reqwest::Client::new(),
+                console: feed.clone(),
             }),
         )
         .for_each(|result| async move {
@@ -262,6 +284,16 @@ pub async fn run(args: Args) -> Result<()> {
         });
     // Every replica serves the SDK; only the leader runs the controllers and the health monitor.
     let sdk_task = tokio::spawn(async move { sdk_server.await });
+    if leader_election {
+        // Every replica names the leader on its console; a GET per third of the lease.
+        tokio::spawn(console::follow_lease(
+            client.clone(),
+            lease_namespace.clone(),
+            lease_name.clone(),
+            feed.clone(),
+            std::time::Duration::from_secs((lease_seconds / 3).max(1)),
+        ));
+    }
     let elector = leader_election.then(|| {
         leader::Elector::new(
             client_for_lease,
@@ -285,6 +317,7 @@ pub async fn run(args: Args) -> Result<()> {
         in_cluster::mark_leader_pod(&client, &lease_namespace, &identity, true).await?;
     }
     metrics.leader.set(1);
+    feed.lead();
     let holding = async {
         match &elector {
             Some(elector) => elector.hold().await,

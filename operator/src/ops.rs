@@ -1,17 +1,36 @@
-//! The operations endpoint: `/metrics` for Prometheus, `/healthz` (the process answers) and
-//! `/readyz` (it serves; every replica serves the SDK, leader or not).
+//! The operations endpoint: `/metrics` for Prometheus, `/healthz` (the process answers),
+//! `/readyz` (it serves; every replica serves the SDK, leader or not), the ops console
+//! under `/console` (`console.rs`) and Prometheus service discovery of game servers at
+//! `/sd/gameservers` (`discovery.rs`).
 
 use std::sync::Arc;
 
 use axum::{Router, extract::State, http::StatusCode, http::header, response::IntoResponse, routing::get};
+use flotilla_api::GameServer;
+use kube::runtime::reflector::Store;
 use prometheus_client::registry::Registry;
 
-pub fn router(registry: Arc<Registry>) -> Router {
+use crate::console::{self, Console};
+use crate::discovery;
+
+pub fn router(registry: Arc<Registry>, console: Arc<Console>, servers: Store<GameServer>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .with_state(registry)
+        .merge(console::router(console))
+        .route(
+            "/sd/gameservers",
+            get(move || {
+                let servers = servers.clone();
+                async move {
+                    axum::Json(discovery::target_groups(
+                        servers.state().iter().map(AsRef::as_ref),
+                    ))
+                }
+            }),
+        )
 }
 
 async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {

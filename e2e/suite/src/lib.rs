@@ -436,3 +436,82 @@ impl Drop for Redis {
         let _ = self.child.wait();
     }
 }
+
+/// What a matchmaker's ServiceAccount may do, for [`matchmaker_token`].
+#[derive(Debug, Clone, Copy)]
+pub enum Grant<'a> {
+    /// Nothing: its allocations are refused.
+    Nothing,
+    /// A Role of its own allowing `create` on `gameserverallocations.flotilla.dev`.
+    OwnRole,
+    /// A RoleBinding to this ClusterRole (the chart's `flotilla-allocator-client`).
+    ClusterRole(&'a str),
+}
+
+/// A ServiceAccount `name` for a matchmaker in `ns`, with `grant`, and a token for it with the
+/// allocation API's audience.
+pub async fn matchmaker_token(ns: &TestNamespace, name: &str, grant: Grant<'_>) -> Result<String> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+    use kube::api::ObjectMeta;
+
+    let meta = || ObjectMeta {
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    let accounts: Api<ServiceAccount> = ns.api();
+    let account = ServiceAccount {
+        metadata: meta(),
+        ..Default::default()
+    };
+    accounts.create(&PostParams::default(), &account).await?;
+    let role_ref = match grant {
+        Grant::Nothing => None,
+        Grant::OwnRole => {
+            let role = Role {
+                metadata: meta(),
+                rules: Some(vec![PolicyRule {
+                    api_groups: Some(vec!["flotilla.dev".into()]),
+                    resources: Some(vec!["gameserverallocations".into()]),
+                    verbs: vec!["create".into()],
+                    ..Default::default()
+                }]),
+            };
+            ns.api::<Role>().create(&PostParams::default(), &role).await?;
+            Some(("Role", name))
+        }
+        Grant::ClusterRole(role) => Some(("ClusterRole", role)),
+    };
+    if let Some((kind, role)) = role_ref {
+        let binding = RoleBinding {
+            metadata: meta(),
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: kind.into(),
+                name: role.into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: name.into(),
+                namespace: Some(ns.name.clone()),
+                ..Default::default()
+            }]),
+        };
+        ns.api::<RoleBinding>()
+            .create(&PostParams::default(), &binding)
+            .await?;
+    }
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(vec!["flotilla.dev/allocation".into()]),
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let issued = accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await?;
+    Ok(issued.status.and_then(|s| s.token).unwrap_or_default())
+}

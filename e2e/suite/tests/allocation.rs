@@ -7,13 +7,11 @@ use std::time::Duration;
 use flotilla_api::allocation::AllocationResponse;
 use flotilla_api::{GameServer, GameServerState};
 use flotilla_e2e::{
-    FleetFixture, Operator, Result, TestNamespace, Workload, eventually, install_crds, manifest,
+    FleetFixture, Grant, Operator, Result, TestNamespace, Workload, eventually, install_crds, manifest,
+    matchmaker_token,
 };
 use flotilla_gameserver::bots::{self, BotConfig};
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
@@ -36,7 +34,7 @@ impl Allocations {
             Workload::GameServer(env),
         )
         .await?;
-        let token = matchmaker_token(&fleet.ns, "matchmaker", true).await?;
+        let token = matchmaker_token(&fleet.ns, "matchmaker", Grant::OwnRole).await?;
         Ok(Self {
             fleet,
             token,
@@ -79,66 +77,6 @@ impl Allocations {
         self.post(&self.fleet.operator.allocation_url, Some(&self.token), body)
             .await
     }
-}
-
-/// A service account for a matchmaker, allowed to allocate when `allowed`, and a token for it
-/// with the allocation audience.
-async fn matchmaker_token(ns: &TestNamespace, name: &str, allowed: bool) -> Result<String> {
-    let accounts: Api<ServiceAccount> = ns.api();
-    let meta = |n: &str| ObjectMeta {
-        name: Some(n.into()),
-        ..Default::default()
-    };
-    accounts
-        .create(
-            &PostParams::default(),
-            &ServiceAccount {
-                metadata: meta(name),
-                ..Default::default()
-            },
-        )
-        .await?;
-    if allowed {
-        let role = Role {
-            metadata: meta(name),
-            rules: Some(vec![PolicyRule {
-                api_groups: Some(vec!["flotilla.dev".into()]),
-                resources: Some(vec!["gameserverallocations".into()]),
-                verbs: vec!["create".into()],
-                ..Default::default()
-            }]),
-        };
-        ns.api::<Role>().create(&PostParams::default(), &role).await?;
-        let binding = RoleBinding {
-            metadata: meta(name),
-            role_ref: RoleRef {
-                api_group: Some("rbac.authorization.k8s.io".into()),
-                kind: "Role".into(),
-                name: name.into(),
-            },
-            subjects: Some(vec![Subject {
-                kind: "ServiceAccount".into(),
-                name: name.into(),
-                namespace: Some(ns.name.clone()),
-                ..Default::default()
-            }]),
-        };
-        ns.api::<RoleBinding>()
-            .create(&PostParams::default(), &binding)
-            .await?;
-    }
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            audiences: Some(vec!["flotilla.dev/allocation".into()]),
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let issued = accounts
-        .create_token_request(name, &PostParams::default(), &request)
-        .await?;
-    Ok(issued.status.and_then(|s| s.token).unwrap_or_default())
 }
 
 fn answer(body: &Value) -> AllocationResponse {
@@ -316,7 +254,7 @@ async fn backfill_an_exhausted_fleet_and_bad_requests() -> TestResult {
         .json()
         .await?;
     assert_eq!(doc["openapi"], "3.1.0", "the OpenAPI document is served");
-    let outsider = matchmaker_token(&test.fleet.ns, "outsider", false).await?;
+    let outsider = matchmaker_token(&test.fleet.ns, "outsider", Grant::Nothing).await?;
     let (status, _, body) = test
         .post(&url, Some(&outsider), &json!({"fleet": "arena"}))
         .await?;
@@ -445,7 +383,7 @@ async fn conflicts_between_two_allocators(partitions: bool) -> Result<(f64, usiz
     .await?;
     // Both allocators have seen each other's lease (renewed every 2 s).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let token = matchmaker_token(&ns, "matchmaker", true).await?;
+    let token = matchmaker_token(&ns, "matchmaker", Grant::OwnRole).await?;
     let http = reqwest::Client::new();
     let requests = (0..20).map(|i| {
         let url = format!(

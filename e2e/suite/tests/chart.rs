@@ -13,12 +13,10 @@ use flotilla_allocation_client::{
     AllocationClient, AllocationRequest, ClientOptions, Error as AllocationError,
 };
 use flotilla_api::{GameServer, GameServerFleet, GameServerState};
-use flotilla_e2e::{Result, TestNamespace, client, eventually, is_ready, manifest};
+use flotilla_e2e::{Grant, Result, TestNamespace, client, eventually, is_ready, manifest, matchmaker_token};
 use flotilla_gameserver::bots::{self, BotConfig};
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
-use kube::api::{ListParams, ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 
 type TestResult = Result<()>;
@@ -218,54 +216,6 @@ async fn client_credentials(client: &Client) -> Result<(Vec<u8>, Vec<u8>)> {
     Ok((field("ca.crt")?, identity))
 }
 
-/// A matchmaker ServiceAccount bound to the chart's `flotilla-allocator-client` ClusterRole in
-/// `ns`, and a token for it.
-async fn matchmaker_token(ns: &TestNamespace) -> Result<String> {
-    let meta = ObjectMeta {
-        name: Some("matchmaker".into()),
-        ..Default::default()
-    };
-    let accounts: Api<ServiceAccount> = ns.api();
-    accounts
-        .create(
-            &PostParams::default(),
-            &ServiceAccount {
-                metadata: meta.clone(),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let binding = RoleBinding {
-        metadata: meta,
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "ClusterRole".into(),
-            name: "flotilla-allocator-client".into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: "matchmaker".into(),
-            namespace: Some(ns.name.clone()),
-            ..Default::default()
-        }]),
-    };
-    ns.api::<RoleBinding>()
-        .create(&PostParams::default(), &binding)
-        .await?;
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            audiences: Some(vec!["flotilla.dev/allocation".into()]),
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let issued = accounts
-        .create_token_request("matchmaker", &PostParams::default(), &request)
-        .await?;
-    Ok(issued.status.and_then(|s| s.token).unwrap_or_default())
-}
-
 /// The Ready servers of the fleet, by name, with their pods' uids.
 async fn ready_servers(servers: &Api<GameServer>, count: usize) -> Result<Vec<GameServer>> {
     eventually(WAIT, &format!("{count} Ready game servers"), || async {
@@ -378,8 +328,14 @@ async fn install_play_upgrade(client: &Client) -> TestResult {
         Err(AllocationError::Unauthenticated(_)) => {}
         other => panic!("no certificate and no token must be refused, got {other:?}"),
     }
-    let by_token = AllocationClient::with_options(&url, options(Some(matchmaker_token(&ns).await?), None))
-        .map_err(|e| failure("client", e))?;
+    let by_token = AllocationClient::with_options(
+        &url,
+        options(
+            Some(matchmaker_token(&ns, "matchmaker", Grant::ClusterRole("flotilla-allocator-client")).await?),
+            None,
+        ),
+    )
+    .map_err(|e| failure("client", e))?;
     let by_certificate = AllocationClient::with_options(&url, options(None, Some(identity)))
         .map_err(|e| failure("client", e))?;
     let token_answer = by_token

@@ -27,6 +27,7 @@ use tracing::{debug, info};
 use super::auth::AllocationAuth;
 use super::membership::Membership;
 use super::select::{Query, ranked};
+use crate::console::ConsoleFeed;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::status_patch::status_patch;
@@ -49,6 +50,8 @@ pub struct AllocatorState {
     pub membership: Membership,
     pub token_lifetime: Duration,
     pub claims: Claims,
+    /// The ops console's allocation rate.
+    pub console: Arc<ConsoleFeed>,
 }
 
 /// Servers this replica is committing to, or has just committed to, by the resourceVersion
@@ -144,6 +147,7 @@ async fn allocate(
         String::new()
     };
     state.metrics.count_allocation(&namespace, &fleet_label, outcome);
+    state.console.allocation(outcome);
     result
 }
 

@@ -16,13 +16,16 @@ use tracing::{info, instrument, warn};
 
 use super::policy::{Decision, FleetNumbers, decide};
 use super::webhook;
+use crate::console::{self, ConsoleFeed};
 use crate::context::Context;
 use crate::error::{Error, Result};
 
-/// What the controller shares: the operator's context and an HTTP client for webhooks.
+/// What the controller shares: the operator's context, an HTTP client for webhooks and the
+/// ops console's list of decisions.
 pub struct AutoscalerContext {
     pub ctx: Arc<Context>,
     pub http: reqwest::Client,
+    pub console: Arc<ConsoleFeed>,
 }
 
 #[instrument(skip_all, fields(namespace = %autoscaler.namespace().unwrap_or_default(), name = %autoscaler.name_any()))]
@@ -85,10 +88,26 @@ async fn reconcile_autoscaler(autoscaler: &FleetAutoscaler, actx: &AutoscalerCon
         current_replicas: numbers.replicas,
         ..previous.clone()
     };
+    // Every evaluation is counted in the metric and listed on the console, alike.
+    let record = |result: &'static str, to: i32, policy: &Option<String>, reason: Option<String>| {
+        ctx.metrics.count_autoscale(&namespace, result);
+        actx.console.decision(console::Decision {
+            policy: policy.clone(),
+            reason,
+            ..console::Decision::now(
+                &namespace,
+                &autoscaler.name_any(),
+                &fleet.name_any(),
+                numbers.replicas,
+                to,
+                result,
+            )
+        });
+    };
     match outcome {
         Err(message) => {
             warn!(%message, "autoscaler cannot decide");
-            ctx.metrics.count_autoscale(&namespace, "error");
+            record("error", numbers.replicas, &None, Some(message.clone()));
             if previous.message.as_deref() != Some(message.as_str()) {
                 ctx.event(autoscaler, true, "PolicyFailed", message.clone()).await;
             }
@@ -111,13 +130,15 @@ async fn reconcile_autoscaler(autoscaler: &FleetAutoscaler, actx: &AutoscalerCon
                 status.current_replicas = desired;
                 status.last_scale_time = Some(Time(Timestamp::now()));
                 let direction = if desired > numbers.replicas { "up" } else { "down" };
-                ctx.metrics.count_autoscale(
-                    &namespace,
+                record(
                     if direction == "up" {
                         "scaled_up"
                     } else {
                         "scaled_down"
                     },
+                    desired,
+                    &policy,
+                    None,
                 );
                 let note = format!(
                     "scaled fleet {} from {} to {} ({} allocated, {} reserved; policy {})",
@@ -131,8 +152,12 @@ async fn reconcile_autoscaler(autoscaler: &FleetAutoscaler, actx: &AutoscalerCon
                 info!(%note);
                 ctx.event(autoscaler, false, "Scaled", note).await;
             } else {
-                ctx.metrics
-                    .count_autoscale(&namespace, if limited { "limited" } else { "unchanged" });
+                record(
+                    if limited { "limited" } else { "unchanged" },
+                    desired,
+                    &policy,
+                    None,
+                );
             }
         }
     }
