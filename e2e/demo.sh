@@ -85,7 +85,9 @@ cat <<DONE
 
 Flotilla demo is up ($(($(date +%s) - started)) s).
   kubectl:        source $(cluster_dir "$CLUSTER_NAME")/env; kubectl get gsf,gs,fas -A
-  metrics:        curl http://$leader:8080/metrics      (the leader operator)
+  console:        http://$leader:8080/console            (the leader operator; live fleet view)
+  metrics:        curl http://$leader:8080/metrics
+  prometheus sd:  curl http://$leader:8080/sd/gameservers
   allocate:       curl --resolve $ALLOCATOR:443:$allocator_ip --cacert $creds/ca.crt \\
                     --cert $creds/tls.crt --key $creds/tls.key \\
                     -d @manifests/examples/allocation.json https://$ALLOCATOR/allocation/v1/namespaces/$NS/allocations

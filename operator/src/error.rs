@@ -7,6 +7,10 @@ pub enum Error {
     #[error("kubernetes api: {0}")]
     Kube(#[from] kube::Error),
 
+    /// Neither an in-cluster service account nor a kubeconfig to reach the API with.
+    #[error("kubernetes client configuration: {0}")]
+    ClientConfig(String),
+
     #[error("invalid game server template: {0}")]
     InvalidTemplate(String),
 
@@ -70,6 +74,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
+            Error::ClientConfig(_) => "client_config",
             Error::InvalidTemplate(_) => "invalid_template",
             Error::Serialize { .. } => "serialize",
             Error::Unauthenticated(_) => "unauthenticated",
@@ -114,6 +119,7 @@ impl axum::response::IntoResponse for Error {
                 return response;
             }
             Error::Kube(_)
+            | Error::ClientConfig(_)
             | Error::InvalidTemplate(_)
             | Error::Serialize { .. }
             | Error::Serve { .. }

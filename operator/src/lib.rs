@@ -5,6 +5,7 @@
 //! apply the difference, write status).
 
 pub mod allocation;
+pub mod api_metrics;
 pub mod args;
 pub mod autoscaler;
 pub mod console;
@@ -75,7 +76,9 @@ pub async fn run(args: Args) -> Result<()> {
         allocation_client_ca,
         allocation_client_auth,
     } = args;
-    let client = Client::try_default().await?;
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+    let client = api_client(metrics.clone()).await?;
     let identity = identity.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
@@ -102,8 +105,6 @@ pub async fn run(args: Args) -> Result<()> {
     if label_leader_pod {
         in_cluster::mark_leader_pod(&client, &lease_namespace, &identity, false).await?;
     }
-    let mut registry = Registry::default();
-    let metrics = Arc::new(Metrics::register(&mut registry));
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -347,6 +348,20 @@ pub async fn run(args: Args) -> Result<()> {
     }
     info!("operator stopped");
     Ok(())
+}
+
+/// A client for the cluster the operator runs in (or the kubeconfig's), counting its requests.
+async fn api_client(metrics: Arc<Metrics>) -> Result<Client> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::ClientConfig(e.to_string()))?;
+    let counter = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+        api_metrics::count(&metrics.api_requests, &request);
+        request
+    });
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&counter)
+        .build())
 }
 
 async fn shutdown_signal() {

@@ -29,6 +29,12 @@ pub struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiRequestLabels {
+    pub verb: String,
+    pub resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SdkLabels {
     pub request: String,
     pub code: u16,
@@ -67,6 +73,7 @@ pub struct Metrics {
     pub allocation_duration: Histogram,
     pub allocation_conflicts: Counter,
     pub autoscaler_decisions: Family<AutoscaleLabels, Counter>,
+    pub api_requests: Family<ApiRequestLabels, Counter>,
 }
 
 impl Metrics {
@@ -93,7 +100,13 @@ impl Metrics {
             )),
             allocation_conflicts: Counter::default(),
             autoscaler_decisions: Family::default(),
+            api_requests: Family::default(),
         };
+        registry.register(
+            "flotilla_kube_api_requests",
+            "Requests the operator sent to the Kubernetes API, by verb and resource",
+            metrics.api_requests.clone(),
+        );
         registry.register(
             "flotilla_game_servers",
             "Game servers per fleet and state",

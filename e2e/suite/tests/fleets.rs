@@ -118,6 +118,22 @@ async fn fleet_servers_get_pods_addresses_and_nodes_and_the_fleet_counts_them() 
         Ok(text.contains(&expected).then_some(()))
     })
     .await?;
+    // What that cost the API server, by verb and resource: three servers and three pods
+    // created, and no write per heartbeat.
+    let text = reqwest::get(format!("{}/metrics", test.operator.metrics_url))
+        .await?
+        .text()
+        .await?;
+    let requests = |verb: &str, resource: &str| -> f64 {
+        let prefix = format!(r#"flotilla_kube_api_requests_total{{verb="{verb}",resource="{resource}"}} "#);
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(requests("create", "gameservers") >= 3.0, "{text}");
+    assert!(requests("create", "pods") >= 3.0, "{text}");
+    assert!(requests("watch", "gameservers") >= 1.0, "{text}");
     let events: Api<k8s_openapi::api::events::v1::Event> = test.ns.api();
     let reasons: Vec<String> = events
         .list(&Default::default())
