@@ -151,7 +151,8 @@ impl Default for RollingUpdate {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct GameServerFleetStatus {
-    /// Servers of the fleet, in any state except Shutdown.
+    /// Live servers of the fleet: any state except Shutdown, Unhealthy and Error, and not being
+    /// deleted.
     #[serde(default)]
     pub replicas: i32,
     #[serde(default)]

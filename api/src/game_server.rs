@@ -134,8 +134,8 @@ pub enum Scheduling {
     Distributed,
 }
 
-/// Health checking: the server is Unhealthy when neither its SDK heartbeats nor the operator's
-/// probes succeed for `failureThreshold × periodSeconds`, counted after `initialDelaySeconds`.
+/// Health checking: the server is Unhealthy when no SDK heartbeat arrives for
+/// `failureThreshold × periodSeconds`, counted after `initialDelaySeconds`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {

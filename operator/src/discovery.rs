@@ -2,7 +2,8 @@
 //! Prometheus can scrape every game server without the Prometheus Operator's PodMonitor and
 //! without Kubernetes service discovery (which some Prometheus builds, Debian's among them,
 //! leave out). A server is listed once it has an address, on its container port named
-//! `metrics`; servers whose template declares no such port are not listed.
+//! `metrics` (in the pod template, or among the game server's `ports`); servers without one
+//! are not listed.
 //!
 //! ```yaml
 //! scrape_configs:
@@ -37,16 +38,25 @@ pub fn target_groups<'a>(servers: impl IntoIterator<Item = &'a GameServer>) -> V
                 return None;
             }
             let address = status.address.as_deref()?;
-            let port = server
+            // A container port of the template, or a game-server port (the operator adds
+            // those to the pod too).
+            let container_port = server
                 .spec
                 .template
                 .spec
-                .as_ref()?
-                .containers
                 .iter()
+                .flat_map(|pod| &pod.containers)
                 .flat_map(|c| c.ports.iter().flatten())
-                .find(|p| p.name.as_deref() == Some(METRICS_PORT))?
-                .container_port;
+                .find(|p| p.name.as_deref() == Some(METRICS_PORT))
+                .map(|p| p.container_port);
+            let port = container_port.or_else(|| {
+                server
+                    .spec
+                    .ports
+                    .iter()
+                    .find(|p| p.name == METRICS_PORT)
+                    .map(|p| p.container_port)
+            })?;
             let mut labels = std::collections::BTreeMap::new();
             labels.insert("namespace".to_owned(), server.namespace().unwrap_or_default());
             labels.insert("gameserver".to_owned(), server.name_any());

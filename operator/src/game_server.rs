@@ -177,14 +177,25 @@ pub fn next_status(server: &GameServer, pod: Option<&Pod>) -> GameServerStatus {
         return status;
     }
 
+    // Scheduled is written together with the address: the kubelet reports a bound pod's IP
+    // moments after the bind, and one status write per server instead of two counts when a
+    // fleet of a thousand starts (docs/benchmarks.md). Until then the server stays Creating.
     let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
     let address = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
-    if node.is_some() {
-        status.node_name = node;
+    if let (Some(node), Some(address)) = (node, address) {
+        status.node_name = Some(node);
         transition(&mut status, GameServerState::Scheduled, None);
-    }
-    if address.is_some() {
-        status.address = address;
+        status.address = Some(address);
+        // The template's capacity until the server reports its own through the SDK, so player
+        // tracking works without that call.
+        if status.players.is_none()
+            && let Some(players) = &server.spec.players
+        {
+            status.players = Some(flotilla_api::PlayerStatus {
+                capacity: players.capacity,
+                ..Default::default()
+            });
+        }
         status.ports = server
             .spec
             .ports
@@ -223,6 +234,7 @@ mod tests {
     fn server(state: GameServerState) -> GameServer {
         let spec: GameServerSpec = serde_json::from_value(serde_json::json!({
             "ports": [{"name": "game", "containerPort": 7777}],
+            "players": {"capacity": 16},
             "template": {"spec": {"containers": [{"name": "gs", "image": "flotilla/gameserver"}]}},
         }))
         .expect("spec");
@@ -263,6 +275,18 @@ mod tests {
         assert_eq!(next.address.as_deref(), Some("127.9.1.4"));
         assert_eq!(next.node_name.as_deref(), Some("node-1"));
         assert_eq!(next.ports[0].port, 7777);
+        assert_eq!(
+            next.players.map(|p| p.capacity),
+            Some(16),
+            "capacity from the template"
+        );
+    }
+
+    #[test]
+    fn a_bound_pod_without_an_address_yet_leaves_the_server_creating() {
+        let next = next_status(&server(Creating), Some(&pod(Some("node-1"), None, "Pending", 0)));
+        assert_eq!(next.state, Creating);
+        assert_eq!(next.node_name, None, "no write until the address is known too");
     }
 
     #[test]

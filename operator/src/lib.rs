@@ -151,6 +151,7 @@ pub async fn run(args: Args) -> Result<()> {
         heartbeats: Default::default(),
         metrics: metrics.clone(),
         changes: Default::default(),
+        servers: server_cache.clone(),
     });
     let listener = tokio::net::TcpListener::bind(sdk_addr)
         .await

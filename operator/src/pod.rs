@@ -1,7 +1,7 @@
 //! The pod of a game server, built from its template: the game-server container gets the
 //! server's ports and the environment it needs to find itself and the platform; the pod is
-//! owned by the GameServer (so it goes when the server goes) and, under `Packed` scheduling,
-//! prefers nodes that already run servers of the same fleet.
+//! owned by the GameServer (so it goes when the server goes) and prefers nodes that already
+//! run servers of the same fleet (`Packed`) or nodes that do not (`Distributed`).
 
 use std::collections::BTreeMap;
 
@@ -9,8 +9,8 @@ use flotilla_api::{GameServer, Protocol, Scheduling, labels};
 use k8s_openapi::{
     api::core::v1::{
         Affinity, Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodAffinity,
-        PodAffinityTerm, ProjectedVolumeSource, ServiceAccountTokenProjection, Volume, VolumeMount,
-        VolumeProjection, WeightedPodAffinityTerm,
+        PodAffinityTerm, PodAntiAffinity, ProjectedVolumeSource, ServiceAccountTokenProjection, Volume,
+        VolumeMount, VolumeProjection, WeightedPodAffinityTerm,
     },
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
 };
@@ -110,26 +110,38 @@ pub fn build(server: &GameServer, sdk_url: &str, token_keys: &str) -> Result<Pod
         ..Default::default()
     });
 
+    // Packed prefers nodes already running the fleet (bin-packing, so empty nodes can be
+    // scaled away); Distributed prefers nodes without it (spreading, so one node's loss takes
+    // few matches). Both are preferences: a full cluster still schedules.
     let fleet = server.labels().get(labels::FLEET).cloned();
-    if server.spec.scheduling == Scheduling::Packed
-        && let Some(fleet) = &fleet
-    {
-        let affinity = pod_spec.affinity.get_or_insert_with(Affinity::default);
-        let pod_affinity = affinity.pod_affinity.get_or_insert_with(PodAffinity::default);
-        pod_affinity
-            .preferred_during_scheduling_ignored_during_execution
-            .get_or_insert_with(Vec::new)
-            .push(WeightedPodAffinityTerm {
-                weight: 100,
-                pod_affinity_term: PodAffinityTerm {
-                    label_selector: Some(LabelSelector {
-                        match_labels: Some(BTreeMap::from([(labels::FLEET.to_owned(), fleet.clone())])),
-                        ..Default::default()
-                    }),
-                    topology_key: "kubernetes.io/hostname".into(),
+    if let Some(fleet) = &fleet {
+        let term = WeightedPodAffinityTerm {
+            weight: 100,
+            pod_affinity_term: PodAffinityTerm {
+                label_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(labels::FLEET.to_owned(), fleet.clone())])),
                     ..Default::default()
-                },
-            });
+                }),
+                topology_key: "kubernetes.io/hostname".into(),
+                ..Default::default()
+            },
+        };
+        let affinity = pod_spec.affinity.get_or_insert_with(Affinity::default);
+        let terms = match server.spec.scheduling {
+            Scheduling::Packed => {
+                &mut affinity
+                    .pod_affinity
+                    .get_or_insert_with(PodAffinity::default)
+                    .preferred_during_scheduling_ignored_during_execution
+            }
+            Scheduling::Distributed => {
+                &mut affinity
+                    .pod_anti_affinity
+                    .get_or_insert_with(PodAntiAffinity::default)
+                    .preferred_during_scheduling_ignored_during_execution
+            }
+        };
+        terms.get_or_insert_with(Vec::new).push(term);
     }
 
     let mut metadata = template.metadata.take().unwrap_or_default();
@@ -263,6 +275,23 @@ mod tests {
             .and_then(|a| a.pod_affinity)
             .and_then(|p| p.preferred_during_scheduling_ignored_during_execution)
             .expect("preferred affinity");
+        assert_eq!(terms[0].pod_affinity_term.topology_key, "kubernetes.io/hostname");
+    }
+
+    #[test]
+    fn distributed_servers_prefer_nodes_without_their_fleet() {
+        let mut distributed = spec(None);
+        distributed["scheduling"] = "Distributed".into();
+        let affinity = build(&server(distributed), "http://sdk:9358", "a2V5")
+            .expect("builds")
+            .spec
+            .and_then(|s| s.affinity)
+            .expect("affinity");
+        assert!(affinity.pod_affinity.is_none(), "no packing");
+        let terms = affinity
+            .pod_anti_affinity
+            .and_then(|p| p.preferred_during_scheduling_ignored_during_execution)
+            .expect("preferred anti-affinity");
         assert_eq!(terms[0].pod_affinity_term.topology_key, "kubernetes.io/hostname");
     }
 

@@ -68,7 +68,8 @@ async fn reconcile_autoscaler(autoscaler: &FleetAutoscaler, actx: &AutoscalerCon
         reserved: fleet_status.reserved_replicas,
         allocated: fleet_status.allocated_replicas,
     };
-    let uid = autoscaler.uid().unwrap_or_default();
+    // A new id per review, as Agones does, so a webhook can tell requests apart.
+    let uid = review_id();
     let outcome = match decide(&autoscaler.spec.policy, numbers, Timestamp::now()) {
         Ok(Decision::Replicas {
             replicas,
@@ -201,4 +202,12 @@ pub fn error_policy(
     warn!(kind = error.kind(), %error, "autoscaler reconcile failed");
     actx.ctx.metrics.count_error("autoscaler", error.kind());
     Action::requeue(Duration::from_secs(2))
+}
+
+/// 128 random bits in hex: the `uid` of one webhook review.
+fn review_id() -> String {
+    let mut bytes = [0u8; 16];
+    // The system's random source does not fail on Linux; a zero id would still be answered.
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

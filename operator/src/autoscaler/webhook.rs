@@ -19,8 +19,7 @@ struct Review {
 struct Answer {
     uid: Option<String>,
     scale: bool,
-    #[serde(default)]
-    replicas: i64,
+    replicas: Option<i64>,
 }
 
 /// The replicas the webhook wants; `None` when it answers "do not scale".
@@ -84,11 +83,15 @@ pub async fn ask(
     if !answer.scale {
         return Ok(None);
     }
-    match i32::try_from(answer.replicas) {
+    // Scaling without a number is a broken answer, not a request to empty the fleet.
+    let wanted = answer
+        .replicas
+        .ok_or_else(|| format!("webhook {} answered scale without replicas", webhook.url))?;
+    match i32::try_from(wanted) {
         Ok(n) if (0..=100_000).contains(&n) => Ok(Some(n)),
         _ => Err(format!(
-            "webhook {} asked for {} replicas, outside 0-100000",
-            webhook.url, answer.replicas
+            "webhook {} asked for {wanted} replicas, outside 0-100000",
+            webhook.url
         )),
     }
 }
