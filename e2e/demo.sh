@@ -25,9 +25,7 @@ fi
 started=$(date +%s)
 step() { printf '\n=== %s (%ss)\n' "$*" "$(($(date +%s) - started))" >&2; }
 
-for tool in curl openssl jq; do
-  command -v "$tool" > /dev/null || { apt-get update -qq && apt-get install -y -qq curl openssl jq > /dev/null; break; }
-done
+e2e/install-packages.sh demo
 
 step "building the control plane, helm and Flotilla"
 bin=$(e2e/cluster/build-binaries.sh)
