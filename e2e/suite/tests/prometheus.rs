@@ -61,6 +61,10 @@ impl Prometheus {
         else {
             return Ok(None); // not listening yet
         };
+        // Until its storage is open, Prometheus answers 503 with a plain-text body.
+        if !response.status().is_success() {
+            return Ok(None);
+        }
         let body: Value = response.json().await?;
         Ok(body["data"]["result"][0]["value"][1]
             .as_str()
