@@ -108,5 +108,15 @@ async fn main() -> flotilla_e2e::Result<()> {
         "operator peak memory (VmHWM): {:.1} MiB",
         peak_kib as f64 / 1024.0
     );
+    // Where the operator's share of the API server's work went, by verb and resource.
+    let metrics = reqwest::get(format!("{}/metrics", operator.metrics_url))
+        .await?
+        .text()
+        .await?;
+    for line in metrics.lines() {
+        if let Some(request) = line.strip_prefix("flotilla_kube_api_requests_total") {
+            println!("operator API requests {request}");
+        }
+    }
     ns.delete().await
 }
