@@ -2,9 +2,13 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Client, Resource,
-    runtime::events::{Event, EventType, Recorder},
+    runtime::{
+        events::{Event, EventType, Recorder},
+        reflector::Store,
+    },
 };
 use tracing::debug;
 
@@ -18,6 +22,9 @@ pub struct Context {
     pub token_keys: String,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Game servers' pods from the game-server controller's own pod watch, stripped to what
+    /// reconciling reads (`game_server::strip_pod`).
+    pub pods: Store<Pod>,
 }
 
 impl Context {

@@ -6,11 +6,11 @@
 use std::{sync::Arc, time::Duration};
 
 use flotilla_api::{GameServer, GameServerState, GameServerStatus, PortStatus};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodSpec, PodStatus};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
-    runtime::controller::Action,
+    runtime::{controller::Action, reflector::ObjectRef},
 };
 use tracing::{debug, info, instrument, warn};
 
@@ -49,7 +49,16 @@ async fn reconcile_server(server: &GameServer, ctx: &Context) -> Result<Action> 
         return Ok(Action::await_change());
     }
 
-    let existing = pods.get_opt(&name).await?;
+    // The watch's copy, or a GET when the watch has not seen the pod (yet): a pod is only
+    // created after a read says there is none.
+    let cached = ctx
+        .pods
+        .get(&ObjectRef::new(&name).within(&namespace))
+        .map(|pod| (*pod).clone());
+    let existing = match cached {
+        Some(pod) => Some(pod),
+        None => pods.get_opt(&name).await?,
+    };
     let mut next = next_status(server, existing.as_ref());
     if existing.is_none() && current.state == GameServerState::Creating {
         match create_pod(&pods, server, ctx).await {
@@ -213,6 +222,37 @@ pub fn next_status(server: &GameServer, pod: Option<&Pod>) -> GameServerStatus {
     status
 }
 
+/// What the controller keeps of a pod: identity, owner, node, phase, address and container
+/// restarts. The rest (the spec, managed fields, conditions) would make a cache of a thousand
+/// pods cost tens of MiB.
+pub fn strip_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+    pod.spec = Some(PodSpec {
+        node_name,
+        ..Default::default()
+    });
+    if let Some(status) = pod.status.as_mut() {
+        let restarts = status.container_statuses.take().map(|statuses| {
+            statuses
+                .into_iter()
+                .map(|c| ContainerStatus {
+                    name: c.name,
+                    restart_count: c.restart_count,
+                    ..Default::default()
+                })
+                .collect()
+        });
+        *status = PodStatus {
+            phase: status.phase.take(),
+            pod_ip: status.pod_ip.take(),
+            container_statuses: restarts,
+            ..Default::default()
+        };
+    }
+}
+
 /// Moves to `next` if the state machine allows it, recording why.
 fn transition(status: &mut GameServerStatus, next: GameServerState, message: Option<String>) {
     if status.state != next && status.state.can_become(next) {
@@ -226,7 +266,6 @@ fn transition(status: &mut GameServerStatus, next: GameServerState, message: Opt
 #[cfg(test)]
 mod tests {
     use flotilla_api::GameServerSpec;
-    use k8s_openapi::api::core::v1::{ContainerStatus, PodSpec, PodStatus};
 
     use super::*;
     use GameServerState::*;
@@ -316,6 +355,19 @@ mod tests {
     #[test]
     fn a_new_server_without_a_pod_stays_creating() {
         assert_eq!(next_status(&server(Creating), None).state, Creating);
+    }
+
+    #[test]
+    fn a_stripped_pod_gives_the_same_status() {
+        let mut full = pod(Some("node-1"), Some("127.9.1.4"), "Running", 0);
+        full.metadata.annotations = Some([("a".to_owned(), "b".to_owned())].into());
+        let mut stripped = full.clone();
+        strip_pod(&mut stripped);
+        assert!(stripped.metadata.annotations.is_none());
+        assert_eq!(
+            next_status(&server(RequestReady), Some(&stripped)),
+            next_status(&server(RequestReady), Some(&full))
+        );
     }
 
     #[test]
