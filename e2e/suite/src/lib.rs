@@ -226,11 +226,23 @@ impl Operator {
         let log = std::fs::File::create(logs.join(format!("operator-{namespace}.log")))
             .map_err(|e| io("log", e))?;
         let log_err = log.try_clone().map_err(|e| io("log", e))?;
+        // Below the kernel's ephemeral range (32768-60999): a port taken from that range is
+        // soon reused as the local port of one of the many outgoing connections on this
+        // machine, and the operator's bind then fails.
         let free_port = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .map_err(|e| io("free port", e))
+            use std::hash::{BuildHasher, Hasher};
+            for _ in 0..100 {
+                let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+                hasher.write_u32(std::process::id());
+                let port = 20_000 + (hasher.finish() % 12_000) as u16;
+                if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                    return Ok(port);
+                }
+            }
+            Err(io(
+                "free port",
+                std::io::Error::other("no free port in 20000-31999"),
+            ))
         };
         let (port, metrics_port, allocation_port) = (free_port()?, free_port()?, free_port()?);
         let sdk_url = format!("http://127.0.0.1:{port}");
