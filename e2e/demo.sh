@@ -29,7 +29,8 @@ e2e/install-packages.sh demo
 
 step "building the control plane, helm and Flotilla"
 bin=$(e2e/cluster/build-binaries.sh)
-cargo build --quiet -p flotilla-podrunner -p flotilla-operator -p flotilla-gameserver -p flotilla-testpod
+cargo build --quiet -p flotilla-podrunner -p flotilla-operator -p flotilla-gameserver -p flotilla-testpod \
+  -p flotilla-player
 
 step "starting the local cluster '$CLUSTER_NAME'"
 e2e/cluster/down.sh --name "$CLUSTER_NAME" > /dev/null 2>&1 || true

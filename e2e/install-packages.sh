@@ -8,9 +8,10 @@ set -euo pipefail
 declare -A packages=([openssl]=openssl [curl]=curl [jq]=jq [setsid]=util-linux [shuf]=coreutils
                      [pgrep]=procps [python3]=python3)
 if [[ ${1:-} != demo ]]; then
-  # Match checkpoints (redis), the Prometheus and ops-console end-to-end tests.
+  # Match checkpoints and the services (redis), OpenSearch for the services (a JDK and Maven; the
+  # machine image usually has them), the Prometheus and ops-console end-to-end tests.
   packages+=([redis-server]=redis-server [prometheus]=prometheus [chromium]=chromium
-             [chromedriver]=chromium-driver)
+             [chromedriver]=chromium-driver [java]=openjdk-17-jdk-headless [mvn]=maven [ss]=iproute2)
 fi
 missing=()
 for cmd in "${!packages[@]}"; do

@@ -146,6 +146,7 @@ if [[ -z $image_map ]]; then
 "flotilla/testpod" = "$CARGO_TARGET_DIR/$profile/flotilla-testpod"
 "flotilla/gameserver" = "$CARGO_TARGET_DIR/$profile/flotilla-gameserver"
 "flotilla/operator" = "$CARGO_TARGET_DIR/$profile/flotilla-operator"
+"flotilla/player" = "$CARGO_TARGET_DIR/$profile/flotilla-player"
 TOML
 fi
 

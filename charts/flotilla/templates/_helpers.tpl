@@ -23,3 +23,19 @@ app.kubernetes.io/component: operator
 {{- define "flotilla.allocationTlsSecret" -}}
 {{ .Values.allocation.tls.existingSecret | default "flotilla-allocation-tls" }}
 {{- end }}
+
+{{/* What the player service's Services and PodDisruptionBudget select. */}}
+{{- define "flotilla.playerSelector" -}}
+app.kubernetes.io/name: flotilla
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: player
+{{- end }}
+
+{{- define "flotilla.playerImage" -}}
+{{ .Values.player.image.repository }}:{{ .Values.player.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/* The Secret holding the player service's token signing key and service key. */}}
+{{- define "flotilla.playerSecret" -}}
+{{ .Values.player.existingSecret | default "flotilla-player" }}
+{{- end }}

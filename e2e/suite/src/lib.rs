@@ -30,6 +30,8 @@ pub enum Error {
     Manifest(String, String),
     #[error("game: {0}")]
     Game(#[from] flotilla_gameserver::Error),
+    #[error("{0}: {1}")]
+    Command(String, String),
 }
 
 /// A client for the cluster under test.
@@ -526,4 +528,38 @@ pub async fn matchmaker_token(ns: &TestNamespace, name: &str, grant: Grant<'_>) 
         .create_token_request(name, &PostParams::default(), &request)
         .await?;
     Ok(issued.status.and_then(|s| s.token).unwrap_or_default())
+}
+
+/// The repository's Helm chart, `charts/flotilla`.
+pub fn chart_dir() -> String {
+    format!("{}/../../charts/flotilla", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the cluster's `helm` (`FLOTILLA_HELM`, set by `./x test`) against the test cluster, with
+/// its caches and configuration in a temporary directory rather than `$HOME`.
+pub async fn helm(args: &[&str]) -> Result<std::process::Output> {
+    let binary = std::env::var("FLOTILLA_HELM").unwrap_or_else(|_| "helm".into());
+    let kubeconfig = std::env::var("FLOTILLA_KUBECONFIG").map_err(|_| Error::NoCluster)?;
+    let home = std::env::temp_dir().join("flotilla-helm");
+    tokio::process::Command::new(&binary)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .await
+        .map_err(|e| Error::Command(binary, e.to_string()))
+}
+
+/// [`helm`], failing with its stderr unless it succeeds; its stdout.
+pub async fn helm_ok(args: &[&str]) -> Result<String> {
+    let output = helm(args).await?;
+    if !output.status.success() {
+        return Err(Error::Command(
+            format!("helm {}", args.join(" ")),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }

@@ -79,6 +79,14 @@ async fn the_chart_lints_renders_least_privilege_rbac_and_rejects_bad_values() -
     let chart = chart_dir();
     let version = kube_version();
     helm_ok(&["lint", &chart, "--strict", "--kube-version", &version]).await?;
+    helm_ok(
+        &[
+            &["lint", &chart, "--strict", "--kube-version", &version],
+            PLAYER_VALUES,
+        ]
+        .concat(),
+    )
+    .await?;
     let rendered = helm_ok(&[
         "template",
         RELEASE,
@@ -128,6 +136,13 @@ async fn the_chart_lints_renders_least_privilege_rbac_and_rejects_bad_values() -
     assert_eq!(container["readOnlyRootFilesystem"], true);
     assert_eq!(container["allowPrivilegeEscalation"], false);
     assert_eq!(deployment["spec"]["replicas"], 2);
+    assert!(
+        documents
+            .iter()
+            .all(|d| d["metadata"]["name"] != "flotilla-player"),
+        "the player service is off by default"
+    );
+    player_templates(&chart, &version).await?;
 
     // Bad values fail the install before anything is created, with the schema's message.
     for (value, expected) in [
@@ -137,6 +152,9 @@ async fn the_chart_lints_renders_least_privilege_rbac_and_rejects_bad_values() -
             "operator.replica=3",
             "additional properties 'replica' not allowed",
         ),
+        ("player.namespace=Players", "/player/namespace"),
+        // The storage URLs have no default: the template names the first one missing.
+        ("player.enabled=true", "player.mongo.url is required"),
     ] {
         let output = helm(&[
             "install",
@@ -159,6 +177,107 @@ async fn the_chart_lints_renders_least_privilege_rbac_and_rejects_bad_values() -
             .lines()
             .all(|r| r != "invalid")
     );
+    Ok(())
+}
+
+/// Storage URLs for rendering the chart with the player service (nothing connects to them).
+const PLAYER_VALUES: &[&str] = &[
+    "--set",
+    "player.enabled=true",
+    "--set",
+    "player.mongo.url=mongodb://mongo:27017/",
+    "--set",
+    "player.redis.url=redis://redis:6379/",
+    "--set",
+    "player.opensearch.url=http://opensearch:9200",
+];
+
+/// With `player.enabled`, the chart renders the player's Deployment locked down like the
+/// operator's, a ServiceAccount no RBAC object grants anything to, a generated key Secret, its
+/// Services, PodDisruptionBudget and ServiceMonitor.
+async fn player_templates(chart: &str, version: &str) -> TestResult {
+    let args = [
+        &[
+            "template",
+            RELEASE,
+            chart,
+            "-n",
+            NAMESPACE,
+            "--kube-version",
+            version,
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+        ],
+        PLAYER_VALUES,
+    ]
+    .concat();
+    let rendered = helm_ok(&args).await?;
+    let documents: Vec<serde_json::Value> = rendered
+        .split("\n---")
+        .filter_map(|doc| serde_yaml_ng::from_str::<serde_json::Value>(doc).ok())
+        .filter(|doc| doc.is_object())
+        .collect();
+    let find = |kind: &str, name: &str| {
+        documents
+            .iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .ok_or_else(|| failure("template", format!("no {kind} {name}")))
+    };
+    let deployment = find("Deployment", "flotilla-player")?;
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let strategy = &deployment["spec"]["strategy"];
+    assert_eq!(strategy["rollingUpdate"]["maxSurge"], 1, "{strategy}");
+    assert_eq!(strategy["rollingUpdate"]["maxUnavailable"], 0, "{strategy}");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "flotilla-player");
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"], "flotilla/player:0.1.0");
+    let security = &container["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    let env = container["env"].as_array().cloned().unwrap_or_default();
+    for (name, key) in [
+        ("FLOTILLA_TOKEN_KEY", "token-key"),
+        ("FLOTILLA_SERVICE_KEY", "service-key"),
+    ] {
+        let var = env
+            .iter()
+            .find(|e| e["name"] == name)
+            .ok_or_else(|| failure("template", format!("no {name}")))?;
+        let from = &var["valueFrom"]["secretKeyRef"];
+        assert_eq!(from["name"], "flotilla-player", "{var}");
+        assert_eq!(from["key"], key, "{var}");
+    }
+
+    let account = find("ServiceAccount", "flotilla-player")?;
+    assert_eq!(account["automountServiceAccountToken"], false);
+    for doc in &documents {
+        for subject in doc["subjects"].as_array().into_iter().flatten() {
+            assert_ne!(
+                subject["name"], "flotilla-player",
+                "{} grants the player service rights",
+                doc["metadata"]["name"]
+            );
+        }
+    }
+    let secret = find("Secret", "flotilla-player")?;
+    for key in ["token-key", "service-key"] {
+        assert!(secret["data"][key].is_string(), "no {key} in the player Secret");
+    }
+    let service = find("Service", "flotilla-player")?;
+    assert_eq!(service["spec"]["ports"][0]["port"], 80);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+    find("Service", "flotilla-player-metrics")?;
+    find("PodDisruptionBudget", "flotilla-player")?;
+    let monitor = find("ServiceMonitor", "flotilla-player")?;
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http-metrics");
     Ok(())
 }
 

@@ -1,0 +1,253 @@
+//! Load generator for `./x bench player` (see services/player/bench.sh, which starts the service on
+//! one core and this on the other). One phase per run:
+//!
+//! - `ceiling`: GET /healthz on the ops port — the same process's HTTP rate with no storage behind
+//!   it, the physical limit the other phases are compared with;
+//! - `logins`: device-id sign-ins of existing accounts (identity read, profile read, refresh-token
+//!   write, two rate-limit checks, a JWT signature);
+//! - `reads`: GET /v1/players/{id} of other players (cached or not: the service's setting);
+//! - `sockets`: opens idle WebSockets and reports the service's memory per connection.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::net::TcpSocket;
+
+struct Options {
+    phase: String,
+    api: String,
+    ops: String,
+    seconds: u64,
+    concurrency: usize,
+    accounts: usize,
+    sockets: usize,
+    service_pid: u32,
+}
+
+fn options() -> Options {
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let phase = args.next().unwrap_or_else(|| "logins".into());
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    Options {
+        phase,
+        api: var("BENCH_API", "127.0.0.1:8080"),
+        ops: var("BENCH_OPS", "127.0.0.1:9090"),
+        seconds: var("BENCH_SECONDS", "10").parse().expect("BENCH_SECONDS"),
+        concurrency: var("BENCH_CONCURRENCY", "64").parse().expect("BENCH_CONCURRENCY"),
+        accounts: var("BENCH_ACCOUNTS", "1000").parse().expect("BENCH_ACCOUNTS"),
+        sockets: var("BENCH_SOCKETS", "20000").parse().expect("BENCH_SOCKETS"),
+        service_pid: var("BENCH_SERVICE_PID", "0").parse().expect("BENCH_SERVICE_PID"),
+    }
+}
+
+fn main() {
+    let options = options();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        match options.phase.as_str() {
+            "ceiling" => ceiling(&options).await,
+            "logins" => logins(&options).await,
+            "reads" => reads(&options).await,
+            "sockets" => sockets(&options).await,
+            other => panic!("unknown phase {other}: ceiling, logins, reads or sockets"),
+        }
+    });
+}
+
+fn client(concurrency: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .expect("client")
+}
+
+/// Creates (or signs in) `count` device accounts; returns (player id, access token) for each.
+async fn accounts(options: &Options, count: usize) -> Vec<(String, String)> {
+    let http = client(options.concurrency);
+    let mut out = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(options.concurrency) {
+        let calls = chunk.iter().map(|i| {
+            let http = http.clone();
+            let url = format!("http://{}/v1/auth/device", options.api);
+            async move {
+                let body: Value = http
+                    .post(url)
+                    .json(&json!({"id": device(*i)}))
+                    .send()
+                    .await
+                    .expect("sign-in sent")
+                    .json()
+                    .await
+                    .expect("sign-in answer");
+                let id = body["player"]["id"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("sign-in failed: {body}"));
+                (
+                    id.to_owned(),
+                    body["accessToken"].as_str().expect("token").to_owned(),
+                )
+            }
+        });
+        out.extend(futures::future::join_all(calls).await);
+    }
+    out
+}
+
+fn device(i: usize) -> String {
+    format!("bench-device-{i:08}")
+}
+
+/// Runs `concurrency` workers calling `call` for `seconds`; prints rate and latency percentiles.
+async fn drive<F, Fut>(label: &str, options: &Options, call: F)
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let call = Arc::new(call);
+    let deadline = Instant::now() + Duration::from_secs(options.seconds);
+    let started = Instant::now();
+    let workers = (0..options.concurrency).map(|worker| {
+        let call = call.clone();
+        async move {
+            let mut latencies = Vec::new();
+            let mut failures = 0_u64;
+            let mut n = 0_u64;
+            while Instant::now() < deadline {
+                let begun = Instant::now();
+                if call(worker, n).await {
+                    latencies.push(begun.elapsed());
+                } else {
+                    failures += 1;
+                }
+                n += 1;
+            }
+            (latencies, failures)
+        }
+    });
+    let results = futures::future::join_all(workers).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let failures: u64 = results.iter().map(|(_, f)| f).sum();
+    let mut latencies: Vec<Duration> = results.into_iter().flat_map(|(l, _)| l).collect();
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+    };
+    println!(
+        "{label}: {:.0}/s ok over {elapsed:.1} s ({} ok, {failures} failed), concurrency {}, p50 {:.2} ms, p99 {:.2} ms",
+        latencies.len() as f64 / elapsed,
+        latencies.len(),
+        options.concurrency,
+        percentile(0.50).unwrap_or_default().as_secs_f64() * 1e3,
+        percentile(0.99).unwrap_or_default().as_secs_f64() * 1e3,
+    );
+}
+
+async fn ceiling(options: &Options) {
+    let http = client(options.concurrency);
+    let url = format!("http://{}/healthz", options.ops);
+    drive("ceiling (GET /healthz, no storage)", options, move |_, _| {
+        let request = http.get(&url).send();
+        async move { matches!(request.await, Ok(r) if r.status().is_success()) }
+    })
+    .await;
+}
+
+async fn logins(options: &Options) {
+    accounts(options, options.accounts).await;
+    let http = client(options.concurrency);
+    let url = format!("http://{}/v1/auth/device", options.api);
+    let accounts = options.accounts;
+    drive("device logins (existing accounts)", options, move |worker, n| {
+        let i = (worker * 7919 + n as usize * 104_729) % accounts;
+        let request = http.post(&url).json(&json!({"id": device(i)})).send();
+        async move { matches!(request.await, Ok(r) if r.status().is_success()) }
+    })
+    .await;
+}
+
+async fn reads(options: &Options) {
+    let players = Arc::new(accounts(options, options.accounts).await);
+    let http = client(options.concurrency);
+    let base = format!("http://{}/v1/players/", options.api);
+    let label = std::env::var("BENCH_LABEL").unwrap_or_else(|_| "profile reads".into());
+    drive(&label, options, move |worker, n| {
+        let reader = &players[worker % players.len()];
+        let target = &players[(worker * 31 + n as usize * 17 + 1) % players.len()];
+        let request = http
+            .get(format!("{base}{}", target.0))
+            .bearer_auth(&reader.1)
+            .send();
+        async move { matches!(request.await, Ok(r) if r.status().is_success()) }
+    })
+    .await;
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn sockets(options: &Options) {
+    let players = accounts(options, 100.min(options.accounts)).await;
+    let api: SocketAddr = options.api.parse().expect("BENCH_API is host:port");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_kib(options.service_pid);
+    let started = Instant::now();
+    let mut open = Vec::with_capacity(options.sockets);
+    let mut failed = 0;
+    // One loopback source address per 20,000 connections: one address has ~28,000 ephemeral ports.
+    for i in 0..options.sockets {
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + (i / 20_000) as u8));
+        let token = &players[i % players.len()].1;
+        match connect(api, source, token).await {
+            Ok(socket) => open.push(socket),
+            Err(error) => {
+                failed += 1;
+                if failed <= 3 {
+                    eprintln!("connection {i} failed: {error}");
+                }
+            }
+        }
+    }
+    let opened = started.elapsed();
+    // Let the service settle (presence writes, first refreshes) before reading its memory.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = rss_kib(options.service_pid);
+    let per = (after.saturating_sub(before) as f64 * 1024.0) / open.len().max(1) as f64;
+    println!(
+        "idle websockets: {} open ({failed} failed) in {:.1} s; service RSS {:.1} MiB -> {:.1} MiB, {:.1} KiB per connection",
+        open.len(),
+        opened.as_secs_f64(),
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        per / 1024.0,
+    );
+    drop(open);
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+async fn connect(api: SocketAddr, source: IpAddr, token: &str) -> Result<Socket, String> {
+    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .map_err(|e| e.to_string())?;
+    let stream = socket.connect(api).await.map_err(|e| e.to_string())?;
+    let url = format!("ws://{api}/v1/realtime?token={token}");
+    let (socket, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(socket)
+}

@@ -1,0 +1,646 @@
+//! Signing in: email + password, device id and custom id; linking several methods to one account;
+//! access and refresh tokens; sign-out; per-account and per-address limits on attempts.
+//!
+//! Accounts are created without transactions: the player document first (its unique username index
+//! settles name races), then the identity (its unique `_id` settles identifier races). If the identity
+//! loses, the player just created is deleted again.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mongodb::bson::doc;
+use ring::rand::SecureRandom;
+use serde::{Deserialize, Serialize};
+
+use flotilla_storage::mongo::now_ms;
+use flotilla_storage::rate_limit::{Decision, Limit};
+
+use crate::error::{Error, Result};
+use crate::events::{self, Event};
+use crate::metrics::LoginLabels;
+use crate::model::{Identity, Method, Player, Privacy, RefreshToken, new_id};
+use crate::players::{self, OwnProfile};
+use crate::session::{self, Session};
+use crate::state::Shared;
+use crate::tokens::{AUDIENCE, Claims, ISSUER};
+use crate::{passwords, profiles::JsonBody};
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/auth/email/register", post(register_email))
+        .route("/v1/auth/email/login", post(login_email))
+        .route("/v1/auth/device", post(login_device))
+        .route("/v1/auth/custom", post(login_custom))
+        .route("/v1/auth/refresh", post(refresh))
+        .route("/v1/auth/logout", post(logout))
+        .route("/v1/auth/link/{method}", post(link))
+        .route("/v1/auth/unlink/{method}", post(unlink))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmailRegistration {
+    pub email: String,
+    pub password: String,
+    pub username: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmailLogin {
+    pub email: String,
+    pub password: String,
+}
+
+/// Device or custom id sign-in; creates the account on first use unless `create` is false.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdLogin {
+    pub id: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default = "yes")]
+    pub create: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// What to link: `id` for device and custom ids; `email` and `password` for email.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LinkRequest {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tokens {
+    pub access_token: String,
+    /// Seconds the access token is valid for.
+    pub expires_in: u64,
+    /// Single use: each refresh returns the next one.
+    pub refresh_token: String,
+    pub player: OwnProfile,
+    /// True when this call created the account.
+    pub created: bool,
+}
+
+/// The caller's address, for per-address limits: the trusted proxy header when configured, else the
+/// TCP peer.
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl FromRequestParts<Shared> for ClientAddress {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self> {
+        if let Some(header) = &state.config.client_ip_header {
+            let forwarded = parts.headers.get(header).and_then(|v| v.to_str().ok());
+            let first = forwarded.and_then(|v| v.split(',').next()).map(str::trim);
+            if let Some(address) = first.and_then(|v| v.parse().ok()) {
+                return Ok(Self(Some(address)));
+            }
+        }
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
+async fn register_email(
+    State(state): State<Shared>,
+    address: ClientAddress,
+    JsonBody(body): JsonBody<EmailRegistration>,
+) -> Result<(StatusCode, Json<Tokens>)> {
+    limit_address(&state, &address).await?;
+    let email = normalize_email(&body.email)?;
+    validate_password(&body.password)?;
+    players::validate_username(&body.username)?;
+    let display_name = body.display_name.unwrap_or_else(|| body.username.clone());
+    players::validate_display_name(&display_name)?;
+    let secret_hash = passwords::hash(body.password).await?;
+    let identity = Method::Email.identity_id(&email);
+    let player = create_account(
+        &state,
+        &body.username,
+        &display_name,
+        identity,
+        Method::Email,
+        secret_hash,
+    )
+    .await?;
+    record_login(&state, "email", "created");
+    Ok((
+        StatusCode::CREATED,
+        Json(issue(&state, &player, None, true).await?),
+    ))
+}
+
+async fn login_email(
+    State(state): State<Shared>,
+    address: ClientAddress,
+    JsonBody(body): JsonBody<EmailLogin>,
+) -> Result<Json<Tokens>> {
+    limit_address(&state, &address).await?;
+    let email = normalize_email(&body.email)?;
+    let identity_id = Method::Email.identity_id(&email);
+    limit(
+        &state,
+        "login-account",
+        &identity_id,
+        state.config.login_per_account,
+    )
+    .await?;
+    let identity = state.identities.get(&identity_id).await?;
+    // An unknown email costs one hash verification too, so timing does not reveal which emails exist.
+    let stored = match &identity {
+        Some(identity) => identity.secret_hash.clone(),
+        None => passwords::decoy().await?,
+    };
+    let matches = passwords::verify(body.password, stored).await?;
+    let Some(identity) = identity.filter(|_| matches) else {
+        record_login(&state, "email", "refused");
+        return Err(Error::Unauthenticated("email or password is wrong"));
+    };
+    let player = signed_in_player(&state, &identity.player, "email").await?;
+    record_login(&state, "email", "ok");
+    Ok(Json(issue(&state, &player, None, false).await?))
+}
+
+async fn login_device(
+    State(state): State<Shared>,
+    address: ClientAddress,
+    JsonBody(body): JsonBody<IdLogin>,
+) -> Result<(StatusCode, Json<Tokens>)> {
+    login_by_id(state, address, Method::Device, body).await
+}
+
+async fn login_custom(
+    State(state): State<Shared>,
+    address: ClientAddress,
+    JsonBody(body): JsonBody<IdLogin>,
+) -> Result<(StatusCode, Json<Tokens>)> {
+    login_by_id(state, address, Method::Custom, body).await
+}
+
+async fn login_by_id(
+    state: Shared,
+    address: ClientAddress,
+    method: Method,
+    body: IdLogin,
+) -> Result<(StatusCode, Json<Tokens>)> {
+    limit_address(&state, &address).await?;
+    validate_id(method, &body.id)?;
+    let identity_id = method.identity_id(&body.id);
+    limit(
+        &state,
+        "login-account",
+        &identity_id,
+        state.config.login_per_account,
+    )
+    .await?;
+    if let Some(identity) = state.identities.get(&identity_id).await? {
+        let player = signed_in_player(&state, &identity.player, method.as_str()).await?;
+        record_login(&state, method.as_str(), "ok");
+        return Ok((StatusCode::OK, Json(issue(&state, &player, None, false).await?)));
+    }
+    if !body.create {
+        record_login(&state, method.as_str(), "refused");
+        return Err(Error::NotFound("account"));
+    }
+    let username = match body.username {
+        Some(username) => {
+            players::validate_username(&username)?;
+            username
+        }
+        None => generated_username(),
+    };
+    match create_account(
+        &state,
+        &username,
+        &username,
+        identity_id.clone(),
+        method,
+        String::new(),
+    )
+    .await
+    {
+        Ok(player) => {
+            record_login(&state, method.as_str(), "created");
+            Ok((
+                StatusCode::CREATED,
+                Json(issue(&state, &player, None, true).await?),
+            ))
+        }
+        // Two first sign-ins with the same new device raced and the other won: sign in to its account.
+        Err(Error::Conflict(_)) => {
+            let identity = state
+                .identities
+                .get(&identity_id)
+                .await?
+                .ok_or(Error::NotFound("account"))?;
+            let player = signed_in_player(&state, &identity.player, method.as_str()).await?;
+            record_login(&state, method.as_str(), "ok");
+            Ok((StatusCode::OK, Json(issue(&state, &player, None, false).await?)))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+async fn refresh(
+    State(state): State<Shared>,
+    address: ClientAddress,
+    JsonBody(body): JsonBody<RefreshRequest>,
+) -> Result<Json<Tokens>> {
+    const REFUSED: Error = Error::Unauthenticated("refresh token is invalid or expired");
+    limit_address(&state, &address).await?;
+    if body.refresh_token.len() > 128 {
+        return Err(REFUSED);
+    }
+    let hash = token_hash(&body.refresh_token);
+    let now = now_ms();
+    let used = state
+        .refresh_tokens
+        .update_and_get(
+            doc! {"_id": &hash, "used": false, "expires_ms": {"$gt": now}},
+            doc! {"$set": {"used": true}},
+        )
+        .await?;
+    let Some(token) = used else {
+        if let Some(replayed) = state.refresh_tokens.get(&hash).await?.filter(|t| t.used) {
+            // A used token again: whoever holds it copied it. End the whole sign-in, for both copies.
+            tracing::warn!(session = %replayed.family, "refresh token reused; revoking its session");
+            revoke_family(&state, &replayed.player, &replayed.family).await?;
+            return Err(Error::Unauthenticated(
+                "refresh token was already used; the session is revoked",
+            ));
+        }
+        return Err(REFUSED);
+    };
+    let player = signed_in_player(&state, &token.player, "refresh").await?;
+    Ok(Json(issue(&state, &player, Some(token.family), false).await?))
+}
+
+async fn logout(State(state): State<Shared>, session: Session) -> Result<StatusCode> {
+    revoke_family(&state, &session.player, &session.session).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn link(
+    State(state): State<Shared>,
+    session: Session,
+    Path(method): Path<String>,
+    JsonBody(body): JsonBody<LinkRequest>,
+) -> Result<StatusCode> {
+    let method = parse_method(&method)?;
+    let (identity_id, secret_hash) = match method {
+        Method::Email => {
+            let email = normalize_email(body.email.as_deref().unwrap_or_default())?;
+            let password = body
+                .password
+                .ok_or_else(|| Error::bad("password", "password is required"))?;
+            validate_password(&password)?;
+            (
+                Method::Email.identity_id(&email),
+                passwords::hash(password).await?,
+            )
+        }
+        Method::Device | Method::Custom => {
+            let id = body.id.ok_or_else(|| Error::bad("id", "id is required"))?;
+            validate_id(method, &id)?;
+            (method.identity_id(&id), String::new())
+        }
+    };
+    let identity = Identity {
+        id: identity_id,
+        player: session.player,
+        method,
+        secret_hash,
+        created_ms: now_ms(),
+    };
+    state
+        .identities
+        .insert(&identity)
+        .await
+        .map_err(|error| match error {
+            flotilla_storage::Error::Duplicate { .. } => {
+                Error::Conflict("that sign-in is linked to an account already".into())
+            }
+            other => other.into(),
+        })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unlink(
+    State(state): State<Shared>,
+    session: Session,
+    Path(method): Path<String>,
+    JsonBody(body): JsonBody<LinkRequest>,
+) -> Result<StatusCode> {
+    let method = parse_method(&method)?;
+    let identifier = match method {
+        Method::Email => normalize_email(body.email.as_deref().unwrap_or_default())?,
+        Method::Device | Method::Custom => body.id.ok_or_else(|| Error::bad("id", "id is required"))?,
+    };
+    let linked = state.identities.count(doc! {"player": &session.player}).await?;
+    if linked <= 1 {
+        return Err(Error::Conflict("cannot unlink the only way to sign in".into()));
+    }
+    let deleted = state
+        .identities
+        .delete_one(doc! {"_id": method.identity_id(&identifier), "player": &session.player})
+        .await?;
+    if !deleted {
+        return Err(Error::NotFound("linked sign-in"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn create_account(
+    state: &Shared,
+    username: &str,
+    display_name: &str,
+    identity_id: String,
+    method: Method,
+    secret_hash: String,
+) -> Result<Player> {
+    let now = now_ms();
+    let player = Player {
+        id: new_id(),
+        username: username.to_owned(),
+        username_key: username.to_lowercase(),
+        display_name: display_name.to_owned(),
+        avatar_url: String::new(),
+        language: String::new(),
+        metadata: "{}".into(),
+        privacy: Privacy::default(),
+        banned: None,
+        created_ms: now,
+        updated_ms: now,
+    };
+    state.players.insert(&player).await.map_err(|error| match error {
+        flotilla_storage::Error::Duplicate { .. } => Error::Conflict("that username is taken".into()),
+        other => other.into(),
+    })?;
+    let identity = Identity {
+        id: identity_id,
+        player: player.id.clone(),
+        method,
+        secret_hash,
+        created_ms: now,
+    };
+    if let Err(error) = state.identities.insert(&identity).await {
+        state.players.delete_one(doc! {"_id": &player.id}).await?;
+        return Err(match error {
+            flotilla_storage::Error::Duplicate { .. } => {
+                Error::Conflict("an account with that sign-in exists".into())
+            }
+            other => other.into(),
+        });
+    }
+    players::index(state, &player).await;
+    Ok(player)
+}
+
+/// The player an identity belongs to, refusing banned accounts.
+async fn signed_in_player(state: &Shared, id: &str, method: &'static str) -> Result<Player> {
+    let player = players::load(state, id)
+        .await?
+        .ok_or(Error::Unauthenticated("account no longer exists"))?;
+    if player.banned.is_some() {
+        record_login(state, method, "banned");
+        return Err(Error::Banned);
+    }
+    Ok(player)
+}
+
+/// Issues an access token and the next refresh token of `family` (a new family for a new sign-in).
+async fn issue(state: &Shared, player: &Player, family: Option<String>, created: bool) -> Result<Tokens> {
+    let family = family.unwrap_or_else(new_id);
+    let now = now_ms();
+    let ttl = state.config.access_token_ttl.as_secs();
+    let claims = Claims {
+        iss: ISSUER.into(),
+        aud: AUDIENCE.into(),
+        sub: player.id.clone(),
+        sid: family.clone(),
+        iat: now / 1000,
+        exp: now / 1000 + i64::try_from(ttl).unwrap_or(i64::MAX),
+    };
+    let access_token = state.tokens.sign(&claims)?;
+    let refresh_token = random_token()?;
+    let refresh_ttl = i64::try_from(state.config.refresh_token_ttl.as_millis()).unwrap_or(i64::MAX);
+    let record = RefreshToken {
+        hash: token_hash(&refresh_token),
+        family,
+        player: player.id.clone(),
+        used: false,
+        expires_ms: now.saturating_add(refresh_ttl),
+        created_ms: now,
+    };
+    state.refresh_tokens.insert(&record).await?;
+    Ok(Tokens {
+        access_token,
+        expires_in: ttl,
+        refresh_token,
+        player: OwnProfile::from(player),
+        created,
+    })
+}
+
+/// Ends a sign-in: its refresh tokens are deleted, its access tokens refused from now on, and its
+/// realtime connections closed.
+pub async fn revoke_family(state: &Shared, player: &str, family: &str) -> Result<()> {
+    state.refresh_tokens.delete_many(doc! {"family": family}).await?;
+    session::revoke(state, family).await?;
+    let event = Event::Disconnect {
+        session: Some(family.to_owned()),
+        reason: "signed out".into(),
+    };
+    events::publish(state, player, &event).await
+}
+
+/// Ends every sign-in of a player (ban, deleted account).
+pub async fn revoke_all(state: &Shared, player: &str, reason: &str) -> Result<()> {
+    let tokens = state
+        .refresh_tokens
+        .find(doc! {"player": player}, doc! {}, 10_000)
+        .await?;
+    let mut families: Vec<String> = tokens.into_iter().map(|t| t.family).collect();
+    families.sort();
+    families.dedup();
+    for family in &families {
+        session::revoke(state, family).await?;
+    }
+    state.refresh_tokens.delete_many(doc! {"player": player}).await?;
+    events::publish(
+        state,
+        player,
+        &Event::Disconnect {
+            session: None,
+            reason: reason.into(),
+        },
+    )
+    .await
+}
+
+async fn limit_address(state: &Shared, address: &ClientAddress) -> Result<()> {
+    match address.0 {
+        Some(ip) => {
+            limit(
+                state,
+                "login-address",
+                &ip.to_string(),
+                state.config.login_per_address,
+            )
+            .await
+        }
+        None => Ok(()),
+    }
+}
+
+async fn limit(state: &Shared, bucket: &'static str, key: &str, limit: Limit) -> Result<()> {
+    match state.limiter.check(bucket, key, limit).await? {
+        Decision::Allowed { .. } => Ok(()),
+        Decision::Limited { retry_after } => Err(Error::RateLimited {
+            retry_after_secs: retry_after.as_secs(),
+        }),
+    }
+}
+
+fn record_login(state: &Shared, method: &'static str, result: &'static str) {
+    state
+        .metrics
+        .logins
+        .get_or_create(&LoginLabels { method, result })
+        .inc();
+}
+
+fn parse_method(method: &str) -> Result<Method> {
+    match method {
+        "email" => Ok(Method::Email),
+        "device" => Ok(Method::Device),
+        "custom" => Ok(Method::Custom),
+        _ => Err(Error::bad("method", "method must be email, device or custom")),
+    }
+}
+
+/// Lowercased and trimmed; one '@' with something on both sides and a dot in the domain.
+pub fn normalize_email(email: &str) -> Result<String> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        });
+    if !valid {
+        return Err(Error::bad("email", "email address is not valid"));
+    }
+    Ok(email)
+}
+
+fn validate_password(password: &str) -> Result<()> {
+    let length = password.chars().count();
+    if !(passwords::MIN_LENGTH..=passwords::MAX_LENGTH).contains(&length) {
+        return Err(Error::bad("password", "password must be 8-128 characters"));
+    }
+    Ok(())
+}
+
+/// Device ids are 10–128 printable ASCII characters; custom ids 6–128.
+fn validate_id(method: Method, id: &str) -> Result<()> {
+    let min = if method == Method::Device { 10 } else { 6 };
+    if !(min..=128).contains(&id.len()) || !id.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Error::bad(
+            "id",
+            format!("id must be {min}-128 printable ASCII characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn generated_username() -> String {
+    let mut bytes = [0_u8; 6];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .unwrap_or_default();
+    let number = bytes.iter().fold(0_u64, |n, b| (n << 8) | u64::from(*b)) % 1_000_000_000_000;
+    format!("player{number:012}")
+}
+
+fn random_token() -> Result<String> {
+    let mut bytes = [0_u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::Config("no randomness".into()))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn token_hash(token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(
+            normalize_email("  Ann@Example.COM ").expect("valid"),
+            "ann@example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "@example.com",
+            "ann@",
+            "ann@example",
+            "a b@example.com",
+            "ann@.com",
+            "a@b@c.com",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_and_passwords_have_bounds() {
+        assert!(validate_id(Method::Device, "0123456789").is_ok());
+        assert!(validate_id(Method::Device, "short").is_err());
+        assert!(validate_id(Method::Custom, "abcdef").is_ok());
+        assert!(validate_id(Method::Custom, "with space").is_err());
+        assert!(validate_password("12345678").is_ok());
+        assert!(validate_password("1234567").is_err());
+        assert!(
+            generated_username().len() == 18 && players::validate_username(&generated_username()).is_ok()
+        );
+    }
+}

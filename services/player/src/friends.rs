@@ -1,0 +1,918 @@
+//! Friends and blocks: requests, accepting, declining, cancelling, removing, blocking, the lists, mutual
+//! friends and suggestions.
+//!
+//! A relationship is two [`FriendEdge`]s, one owned by each player (Nakama's model); what they may be
+//! together is `(none, none)`, `(inviteSent, inviteReceived)`, `(mutual, mutual)` and a block on either
+//! side or both, the blocked side's edge removed. `decide` is the whole rulebook: a pure function from
+//! an operation and the two edges as they are to the two edges as they must become.
+//!
+//! FerretDB has no transactions, so `change` writes the two edges one at a time, each as a
+//! compare-and-set against the state it read (an insert for a missing edge, whose `_id` is unique;
+//! a filtered update or delete otherwise). Three consequences:
+//! - A write that finds its edge changed since it was read (the other player acting at the same time)
+//!   is not made; the edges are read again and the operation decided afresh. A block is therefore never
+//!   overwritten by a request that read the edges just before it.
+//! - After writing, the edges are read again (the check the compare-and-set cannot make on its own,
+//!   since FerretDB may apply a filtered update in two steps). A request racing the reverse request
+//!   sees the other's request there, or has its own write refused, and both end `mutual`.
+//! - The other player's edge is written first and the caller's own last, so the caller's edge still
+//!   shows what it was until the operation is complete. A crash between the two writes leaves the
+//!   other edge changed and the caller's not (a request: their `inviteReceived` without the caller's
+//!   `inviteSent`); `decide` reads each such half-written pair as the operation in progress, so
+//!   retrying it (or, where it makes sense, the other player's next operation) completes it. Until
+//!   then the half-written pair grants nothing: privacy rules count players as friends only when both
+//!   edges say `mutual`, and a block is honoured from whichever side holds it.
+//!
+//! Notifications (a request, an accept) are sent after both edges are written, and only by the call
+//! that wrote them. They are best-effort: a failure is logged, not answered, and a crash just before
+//! loses the notification, never the relationship, which the lists always show.
+//!
+//! The friend limit counts `mutual` and `inviteSent` edges. It is checked before writing, so requests
+//! made at the same instant may pass it by one or two; nothing depends on it being exact.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use mongodb::bson::{Document, doc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use flotilla_storage::mongo::now_ms;
+use flotilla_storage::page::{Page, PageRequest, SortKey};
+
+use crate::error::{Error, Result};
+use crate::events;
+use crate::model::{FriendEdge, FriendState, NotificationKind, Player, RequestAudience};
+use crate::players::{self, PublicProfile};
+use crate::privacy::{self, Relation};
+use crate::session::Session;
+use crate::state::{AppState, Shared};
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/friends", get(list))
+        .route("/v1/friends/suggestions", get(suggestions))
+        .route("/v1/friends/{id}", post(request).delete(remove))
+        .route("/v1/friends/{id}/accept", post(accept))
+        .route("/v1/friends/{id}/decline", post(decline))
+        .route("/v1/friends/{id}/request", delete(cancel))
+        .route("/v1/friends/{id}/block", post(block).delete(unblock))
+        .route("/v1/friends/{id}/mutual", get(mutual))
+        .route("/v1/blocks", get(blocks))
+}
+
+/// One of the caller's relationships, as the caller sees it.
+#[derive(Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FriendView {
+    pub player: PublicProfile,
+    pub state: FriendState,
+    pub updated_ms: i64,
+}
+
+/// A page of relationships, most recently changed first.
+#[derive(Serialize, Debug, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FriendPage {
+    pub items: Vec<FriendView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Friends the caller shares with another player.
+#[derive(Serialize, Debug, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MutualFriends {
+    /// How many there are in all; `items` holds at most `limit` of them.
+    pub total: u64,
+    pub items: Vec<PublicProfile>,
+}
+
+#[derive(Serialize, Debug, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Suggestion {
+    pub player: PublicProfile,
+    /// How many of the caller's friends are friends with this player.
+    pub mutual_count: u32,
+}
+
+#[derive(Serialize, Debug, schemars::JsonSchema)]
+pub struct Suggestions {
+    pub items: Vec<Suggestion>,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LimitQuery {
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// Edge writes tried per operation before giving up: each retry means the other player changed the
+/// relationship in between, which two people cannot keep doing for long.
+const ATTEMPTS: usize = 6;
+/// The caller's friends whose friends are considered for suggestions, most recent first.
+const SUGGESTION_SOURCES: i64 = 100;
+/// Friendships of those friends read for suggestions: the bound on a suggestion request's work.
+const SUGGESTION_EDGES: i64 = 2_000;
+/// Players loaded per query while filtering ranked suggestions.
+const SUGGESTION_BATCH: usize = 100;
+const MAX_SUGGESTIONS: u32 = 50;
+
+/// What a player does to their relationship with another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Request,
+    Accept,
+    Decline,
+    Cancel,
+    Remove,
+    Block,
+    Unblock,
+}
+
+/// Why [`decide`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    AlreadyFriends,
+    /// The caller blocked the other player.
+    YouBlocked,
+    /// The other player blocked the caller: answered like any other refused request.
+    TheyBlocked,
+    NoRequest,
+    NotFriends,
+    NotBlocked,
+}
+
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::AlreadyFriends => Error::Conflict("you are already friends".into()),
+            Refusal::YouBlocked => Error::Conflict("you blocked this player; unblock them first".into()),
+            Refusal::TheyBlocked => privacy::REQUEST_REFUSED,
+            Refusal::NoRequest => Error::NotFound("friend request"),
+            Refusal::NotFriends => Error::NotFound("friend"),
+            Refusal::NotBlocked => Error::NotFound("block"),
+        }
+    }
+}
+
+const SENT: Relation = Relation {
+    forward: Some(FriendState::InviteSent),
+    backward: Some(FriendState::InviteReceived),
+};
+const MUTUAL: Relation = Relation {
+    forward: Some(FriendState::Mutual),
+    backward: Some(FriendState::Mutual),
+};
+
+/// The edges `op` leaves between the caller (`forward`, "mine") and the other player (`backward`,
+/// "theirs"), given the edges `now`. Besides the consistent pairs it reads the half-written ones a
+/// crash can leave, each as the operation that was under way: the caller's own edge is always the
+/// one written last, so in `(mine, theirs)` a changed `theirs` is the caller's unfinished operation,
+/// and a changed `mine` (written by the other player, who writes it first) is theirs.
+///
+/// A block is only ever changed by its owner's block and unblock: `theirs == Blocked` is kept as is,
+/// and `mine == Blocked` changes only by [`Op::Unblock`].
+fn decide(op: Op, now: Relation) -> Result<Relation, Refusal> {
+    use FriendState::{Blocked, InviteReceived as Received, InviteSent as Sent, Mutual};
+    let Relation {
+        forward: mine,
+        backward: theirs,
+    } = now;
+    let their_block = if theirs == Some(Blocked) { theirs } else { None };
+    let ended = Relation {
+        forward: None,
+        backward: their_block,
+    };
+    // They asked me, and have not taken it back: my edge says received (their request, maybe half
+    // written, or my own accept or decline half written), or both edges are past a request of mine
+    // (their accept half written: `(mutual, received)`; requests crossing: `(sent, sent)`).
+    let they_asked = mine == Some(Received)
+        || matches!(
+            (mine, theirs),
+            (Some(Mutual | Sent), Some(Sent | Mutual)) | (Some(Mutual), Some(Received))
+        );
+    match op {
+        Op::Block => Ok(Relation {
+            forward: Some(Blocked),
+            backward: their_block,
+        }),
+        Op::Unblock if mine == Some(Blocked) => Ok(ended),
+        Op::Unblock => Err(Refusal::NotBlocked),
+        Op::Request if mine == Some(Blocked) => Err(Refusal::YouBlocked),
+        Op::Remove if mine == Some(Blocked) => Err(Refusal::NotFriends),
+        _ if mine == Some(Blocked) => Err(Refusal::NoRequest),
+        Op::Request if theirs == Some(Blocked) => Err(Refusal::TheyBlocked),
+        Op::Request if now == MUTUAL => Err(Refusal::AlreadyFriends),
+        Op::Request | Op::Accept if (they_asked || now == MUTUAL) && theirs != Some(Blocked) => Ok(MUTUAL),
+        // Anything else, including my own half-finished cancel `(sent, none)` or remove
+        // `(mutual, none)` and their half-finished cancel `(none, sent)` or remove `(none, mutual)`, is
+        // not a standing request from them: a request starts afresh.
+        Op::Request => Ok(SENT),
+        Op::Accept => Err(Refusal::NoRequest),
+        Op::Decline if mine == Some(Received) => Ok(ended),
+        Op::Decline => Err(Refusal::NoRequest),
+        // My request, or my request half written.
+        Op::Cancel if mine == Some(Sent) || (mine.is_none() && theirs == Some(Received)) => Ok(ended),
+        Op::Cancel => Err(Refusal::NoRequest),
+        // Friends, or an accept or remove by either of us half written.
+        Op::Remove if mine == Some(Mutual) || theirs == Some(Mutual) => Ok(ended),
+        Op::Remove => Err(Refusal::NotFriends),
+    }
+}
+
+/// The stored name of a state, as serde writes it, for filters.
+fn stored(state: FriendState) -> &'static str {
+    match state {
+        FriendState::Mutual => "mutual",
+        FriendState::InviteSent => "inviteSent",
+        FriendState::InviteReceived => "inviteReceived",
+        FriendState::Blocked => "blocked",
+    }
+}
+
+/// Whether an edge in this state counts toward its owner's friend limit.
+fn counted(state: Option<FriendState>) -> bool {
+    matches!(state, Some(FriendState::Mutual | FriendState::InviteSent))
+}
+
+/// Both edges between the caller and another player.
+#[derive(Debug, Default)]
+struct Edges {
+    mine: Option<FriendEdge>,
+    theirs: Option<FriendEdge>,
+}
+
+impl Edges {
+    async fn read(state: &AppState, me: &str, them: &str) -> Result<Self> {
+        let ids = vec![FriendEdge::id_of(me, them), FriendEdge::id_of(them, me)];
+        let mut edges = Edges::default();
+        for edge in state.edges.get_many(&ids).await? {
+            if edge.owner == me {
+                edges.mine = Some(edge);
+            } else {
+                edges.theirs = Some(edge);
+            }
+        }
+        Ok(edges)
+    }
+
+    fn relation(&self) -> Relation {
+        Relation {
+            forward: self.mine.as_ref().map(|edge| edge.state),
+            backward: self.theirs.as_ref().map(|edge| edge.state),
+        }
+    }
+}
+
+/// What [`change`] did.
+struct Outcome {
+    /// The edges as last read, after any writes.
+    edges: Edges,
+    /// The pair this call wrote, if it wrote anything.
+    wrote: Option<Relation>,
+}
+
+/// Applies `op` by the caller `me` to their relationship with `them` (see the module comment).
+/// `target` is the other player, needed when `op` may send a request (to check their privacy).
+async fn change(state: &AppState, me: &str, them: &str, op: Op, target: Option<&Player>) -> Result<Outcome> {
+    let mut wrote = None;
+    let mut raced = false;
+    for _ in 0..ATTEMPTS {
+        let edges = Edges::read(state, me, them).await?;
+        let now = edges.relation();
+        let wanted = match decide(op, now) {
+            Ok(wanted) => wanted,
+            // Once this call has written (or lost a write to the other player), a refusal means the
+            // other player acted since: a friendship the other player made while we asked for it,
+            // or our removal followed at once by their new request. The operation itself was done.
+            Err(Refusal::AlreadyFriends) if raced || wrote.is_some() => return Ok(Outcome { edges, wrote }),
+            Err(_) if wrote.is_some() => return Ok(Outcome { edges, wrote }),
+            Err(refusal) => return Err(refusal.into()),
+        };
+        if wanted == now {
+            return Ok(Outcome { edges, wrote });
+        }
+        admit(state, me, them, target, now, wanted).await?;
+        let at = now_ms();
+        // Theirs first: my own edge changes last, so until it does a retry sees the operation unfinished.
+        if swap(state, them, me, now.backward, wanted.backward, at).await?
+            && swap(state, me, them, now.forward, wanted.forward, at).await?
+        {
+            wrote = Some(wanted);
+        } else {
+            raced = true;
+        }
+    }
+    Err(Error::Conflict(
+        "the relationship changed while it was being updated; retry".into(),
+    ))
+}
+
+/// Refuses a change that would break a privacy setting or a friend limit.
+async fn admit(
+    state: &AppState,
+    me: &str,
+    them: &str,
+    target: Option<&Player>,
+    now: Relation,
+    wanted: Relation,
+) -> Result<()> {
+    if wanted == SENT {
+        let target = target.ok_or(Error::NotFound("player"))?;
+        privacy::check_can_request(state, me, target).await?;
+        if at_limit(state, them).await? {
+            return Err(Error::Conflict(
+                "this player has reached their friend limit".into(),
+            ));
+        }
+    }
+    if counted(wanted.forward) && !counted(now.forward) && at_limit(state, me).await? {
+        let limit = state.config.friend_limit;
+        return Err(Error::Conflict(format!(
+            "you have reached the friend limit of {limit}"
+        )));
+    }
+    if counted(wanted.backward) && !counted(now.backward) && at_limit(state, them).await? {
+        return Err(Error::Conflict(
+            "this player has reached their friend limit".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn at_limit(state: &AppState, player: &str) -> Result<bool> {
+    let states = [stored(FriendState::Mutual), stored(FriendState::InviteSent)];
+    let filter = doc! {"owner": player, "state": {"$in": states.to_vec()}};
+    Ok(state.edges.count(filter).await? >= u64::from(state.config.friend_limit))
+}
+
+/// Moves `owner`'s edge to `other` from `from` to `to`, only if it is still `from`. Returns false when
+/// it was not (someone changed it since it was read) and nothing was written.
+async fn swap(
+    state: &AppState,
+    owner: &str,
+    other: &str,
+    from: Option<FriendState>,
+    to: Option<FriendState>,
+    at: i64,
+) -> Result<bool> {
+    let id = FriendEdge::id_of(owner, other);
+    match (from, to) {
+        (from, to) if from == to => Ok(true),
+        (None, Some(to)) => {
+            let edge = FriendEdge {
+                id,
+                owner: owner.into(),
+                other: other.into(),
+                state: to,
+                updated_ms: at,
+            };
+            match state.edges.insert(&edge).await {
+                Ok(()) => Ok(true),
+                Err(flotilla_storage::Error::Duplicate { .. }) => Ok(false),
+                Err(error) => Err(error.into()),
+            }
+        }
+        (Some(from), Some(to)) => {
+            let filter = doc! {"_id": &id, "state": stored(from)};
+            let update = doc! {"$set": {"state": stored(to), "updated_ms": at}};
+            Ok(state.edges.update_idempotent(filter, update).await?)
+        }
+        (Some(from), None) => Ok(state
+            .edges
+            .delete_one(doc! {"_id": &id, "state": stored(from)})
+            .await?),
+        (None, None) => Ok(true),
+    }
+}
+
+/// The other player's id from a path: one that cannot exist is answered like an unknown one, and the
+/// caller's own is refused.
+fn other_id<'a>(session: &Session, id: &'a str) -> Result<&'a str> {
+    if id.is_empty() || id.len() > 64 {
+        return Err(Error::NotFound("player"));
+    }
+    if id == session.player {
+        return Err(Error::bad("id", "that is your own id"));
+    }
+    Ok(id)
+}
+
+fn view(target: &Player, outcome: &Outcome) -> Result<FriendView> {
+    let (state, updated_ms) = match (&outcome.edges.mine, outcome.wrote.and_then(|wrote| wrote.forward)) {
+        (Some(edge), _) => (edge.state, edge.updated_ms),
+        // The other player undid it at once (a block right after a request): answer what this call did.
+        (None, Some(state)) => (state, now_ms()),
+        (None, None) => return Err(Refusal::NoRequest.into()),
+    };
+    Ok(FriendView {
+        player: PublicProfile::from(target),
+        state,
+        updated_ms,
+    })
+}
+
+/// Notifies `player` of something `subject` did. Best-effort (see the module comment): the
+/// relationship has changed whether or not the notification is stored.
+async fn tell(state: &Shared, player: &str, kind: NotificationKind, subject: &Player) {
+    let content = json!({"username": subject.username, "displayName": subject.display_name});
+    if let Err(error) = events::notify(state, player, kind, Some(&subject.id), content).await {
+        tracing::warn!(%error, ?kind, "friend notification failed");
+    }
+}
+
+async fn caller(state: &AppState, session: &Session) -> Result<Player> {
+    players::load(state, &session.player)
+        .await?
+        .ok_or(Error::NotFound("player"))
+}
+
+/// `POST /v1/friends/{id}`: asks `id` to be friends, or accepts when they already asked. 201 when a
+/// request was sent, 200 when it already had been or the two are now friends.
+async fn request(
+    State(state): State<Shared>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<FriendView>)> {
+    let them = other_id(&session, &id)?;
+    let target = players::load_visible(&state, them).await?;
+    let me = caller(&state, &session).await?;
+    let outcome = change(&state, &me.id, them, Op::Request, Some(&target)).await?;
+    let status = match outcome.wrote {
+        Some(SENT) => {
+            tell(&state, them, NotificationKind::FriendRequest, &me).await;
+            StatusCode::CREATED
+        }
+        Some(MUTUAL) => {
+            tell(&state, them, NotificationKind::FriendAccepted, &me).await;
+            StatusCode::OK
+        }
+        _ => StatusCode::OK,
+    };
+    Ok((status, Json(view(&target, &outcome)?)))
+}
+
+/// `POST /v1/friends/{id}/accept`: accepts `id`'s request.
+async fn accept(
+    State(state): State<Shared>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Json<FriendView>> {
+    let them = other_id(&session, &id)?;
+    let target = players::load_visible(&state, them).await?;
+    let me = caller(&state, &session).await?;
+    let outcome = change(&state, &me.id, them, Op::Accept, Some(&target)).await?;
+    if outcome.wrote == Some(MUTUAL) {
+        tell(&state, them, NotificationKind::FriendAccepted, &me).await;
+    }
+    Ok(Json(view(&target, &outcome)?))
+}
+
+/// `POST /v1/friends/{id}/decline`: declines `id`'s request.
+async fn decline(
+    State(state): State<Shared>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let them = other_id(&session, &id)?;
+    change(&state, &session.player, them, Op::Decline, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /v1/friends/{id}/request`: takes back the caller's request to `id`.
+async fn cancel(State(state): State<Shared>, session: Session, Path(id): Path<String>) -> Result<StatusCode> {
+    let them = other_id(&session, &id)?;
+    change(&state, &session.player, them, Op::Cancel, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /v1/friends/{id}`: ends a friendship, for both.
+async fn remove(State(state): State<Shared>, session: Session, Path(id): Path<String>) -> Result<StatusCode> {
+    let them = other_id(&session, &id)?;
+    change(&state, &session.player, them, Op::Remove, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/friends/{id}/block`: blocks `id`, ending any friendship or request between the two.
+/// Succeeds alike whether or not `id` blocked the caller too.
+async fn block(State(state): State<Shared>, session: Session, Path(id): Path<String>) -> Result<StatusCode> {
+    let them = other_id(&session, &id)?;
+    // Banned players may be blocked too: a ban can be lifted.
+    players::load(&state, them)
+        .await?
+        .ok_or(Error::NotFound("player"))?;
+    change(&state, &session.player, them, Op::Block, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /v1/friends/{id}/block`: lifts the caller's block of `id`.
+async fn unblock(
+    State(state): State<Shared>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let them = other_id(&session, &id)?;
+    change(&state, &session.player, them, Op::Unblock, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T> {
+    query
+        .map(|Query(query)| query)
+        .map_err(|rejection| Error::BadRequest {
+            field: None,
+            message: rejection.body_text(),
+        })
+}
+
+/// `GET /v1/friends?state=&limit=&cursor=`: the caller's relationships, most recently changed first;
+/// without `state`, every one but blocks.
+async fn list(
+    State(state): State<Shared>,
+    session: Session,
+    params: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<FriendPage>> {
+    let params = query(params)?;
+    let states = match params.state.as_deref() {
+        None | Some("") => vec![
+            FriendState::Mutual,
+            FriendState::InviteSent,
+            FriendState::InviteReceived,
+        ],
+        Some(name) => {
+            let all = [
+                FriendState::Mutual,
+                FriendState::InviteSent,
+                FriendState::InviteReceived,
+                FriendState::Blocked,
+            ];
+            let state = all
+                .into_iter()
+                .find(|state| stored(*state) == name)
+                .ok_or_else(|| {
+                    Error::bad(
+                        "state",
+                        "state must be one of mutual, inviteSent, inviteReceived, blocked",
+                    )
+                })?;
+            vec![state]
+        }
+    };
+    let names: Vec<&str> = states.into_iter().map(stored).collect();
+    let filter = doc! {"owner": &session.player, "state": {"$in": names}};
+    Ok(Json(page(&state, filter, params.limit, params.cursor).await?))
+}
+
+/// `GET /v1/blocks?limit=&cursor=`: the players the caller blocked, most recent first.
+async fn blocks(
+    State(state): State<Shared>,
+    session: Session,
+    params: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<FriendPage>> {
+    let params = query(params)?;
+    let filter = doc! {"owner": &session.player, "state": stored(FriendState::Blocked)};
+    Ok(Json(page(&state, filter, params.limit, params.cursor).await?))
+}
+
+/// A page of the caller's edges with the other players' profiles. Banned players are left out, so a
+/// page may hold fewer items than asked for; the cursor still leads on.
+async fn page(
+    state: &AppState,
+    filter: Document,
+    limit: Option<u32>,
+    cursor: Option<String>,
+) -> Result<FriendPage> {
+    let request = PageRequest::new(limit, cursor);
+    let Page { items, next_cursor } = state
+        .edges
+        .page(filter, SortKey::descending("updated_ms"), &request)
+        .await?;
+    let ids: Vec<String> = items.iter().map(|edge| edge.other.clone()).collect();
+    let profiles = visible_players(state, &ids).await?;
+    let items = items
+        .into_iter()
+        .filter_map(|edge| {
+            let player = profiles.get(&edge.other)?;
+            Some(FriendView {
+                player: PublicProfile::from(player),
+                state: edge.state,
+                updated_ms: edge.updated_ms,
+            })
+        })
+        .collect();
+    Ok(FriendPage { items, next_cursor })
+}
+
+/// The players among `ids` that exist and are not banned, by id: one query rather than one cache read
+/// each.
+async fn visible_players(state: &AppState, ids: &[String]) -> Result<HashMap<String, Player>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let players = state.players.get_many(ids).await?;
+    Ok(players
+        .into_iter()
+        .filter(|p| p.banned.is_none())
+        .map(|p| (p.id.clone(), p))
+        .collect())
+}
+
+/// `GET /v1/friends/{id}/mutual?limit=`: the caller's friends who are also `id`'s friends.
+async fn mutual(
+    State(state): State<Shared>,
+    session: Session,
+    Path(id): Path<String>,
+    params: Result<Query<LimitQuery>, QueryRejection>,
+) -> Result<Json<MutualFriends>> {
+    let params = query(params)?;
+    let them = other_id(&session, &id)?;
+    players::load_visible(&state, them).await?;
+    // Someone who blocked the caller is invisible to them, as if absent.
+    if privacy::relation(&state, them, &session.player).await?.forward == Some(FriendState::Blocked) {
+        return Err(Error::NotFound("player"));
+    }
+    let mine = privacy::friend_ids(&state, &session.player, i64::from(state.config.friend_limit)).await?;
+    if mine.is_empty() {
+        return Ok(Json(MutualFriends {
+            total: 0,
+            items: Vec::new(),
+        }));
+    }
+    let filter = doc! {"owner": them, "state": stored(FriendState::Mutual), "other": {"$in": mine}};
+    let total = state.edges.count(filter.clone()).await?;
+    let limit = PageRequest::new(params.limit, None).limit;
+    let edges = state
+        .edges
+        .find(filter, doc! {"updated_ms": -1}, i64::from(limit))
+        .await?;
+    let ids: Vec<String> = edges.into_iter().map(|edge| edge.other).collect();
+    let profiles = visible_players(&state, &ids).await?;
+    let items = ids
+        .iter()
+        .filter_map(|id| profiles.get(id))
+        .map(PublicProfile::from)
+        .collect();
+    Ok(Json(MutualFriends { total, items }))
+}
+
+/// `GET /v1/friends/suggestions?limit=`: friends of the caller's friends, most shared friends first.
+/// Left out: the caller, anyone with an edge either way (friends, requests, blocks by either side),
+/// banned players and players who accept no requests. The work is bounded: the friendships of at most
+/// [`SUGGESTION_SOURCES`] friends, at most [`SUGGESTION_EDGES`] of them.
+async fn suggestions(
+    State(state): State<Shared>,
+    session: Session,
+    params: Result<Query<LimitQuery>, QueryRejection>,
+) -> Result<Json<Suggestions>> {
+    let limit = query(params)?.limit.unwrap_or(10).clamp(1, MAX_SUGGESTIONS) as usize;
+    let me = session.player.as_str();
+    let mutual = stored(FriendState::Mutual);
+    let friends: Vec<String> = state
+        .edges
+        .find(
+            doc! {"owner": me, "state": mutual},
+            doc! {"updated_ms": -1},
+            SUGGESTION_SOURCES,
+        )
+        .await?
+        .into_iter()
+        .map(|edge| edge.other)
+        .collect();
+    if friends.is_empty() {
+        return Ok(Json(Suggestions { items: Vec::new() }));
+    }
+    let filter = doc! {"owner": {"$in": &friends}, "state": mutual, "other": {"$ne": me}};
+    let mut counts: HashMap<String, u32> = HashMap::new();
+    for edge in state
+        .edges
+        .find(filter, doc! {"updated_ms": -1}, SUGGESTION_EDGES)
+        .await?
+    {
+        *counts.entry(edge.other).or_default() += 1;
+    }
+    let candidates: Vec<&String> = counts.keys().collect();
+    let known = doc! {"$or": [
+        {"owner": me, "other": {"$in": &candidates}},
+        {"owner": {"$in": &candidates}, "other": me},
+    ]};
+    let known_limit = i64::try_from(candidates.len() * 2).unwrap_or(i64::MAX);
+    for edge in state.edges.find(known, doc! {}, known_limit).await? {
+        counts.remove(if edge.owner == me {
+            &edge.other
+        } else {
+            &edge.owner
+        });
+    }
+    let mut ranked: Vec<(String, u32)> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut items = Vec::with_capacity(limit);
+    for batch in ranked.chunks(SUGGESTION_BATCH) {
+        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        let players = visible_players(&state, &ids).await?;
+        let open = batch.iter().filter_map(|(id, count)| {
+            let player = players
+                .get(id)
+                .filter(|p| p.privacy.friend_requests != RequestAudience::Nobody)?;
+            Some(Suggestion {
+                player: PublicProfile::from(player),
+                mutual_count: *count,
+            })
+        });
+        items.extend(open.take(limit - items.len()));
+        if items.len() == limit {
+            break;
+        }
+    }
+    Ok(Json(Suggestions { items }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FriendState::{Blocked, InviteReceived as Received, InviteSent as Sent, Mutual};
+
+    const STATES: [Option<FriendState>; 5] = [None, Some(Mutual), Some(Sent), Some(Received), Some(Blocked)];
+    const OPS: [Op; 7] = [
+        Op::Request,
+        Op::Accept,
+        Op::Decline,
+        Op::Cancel,
+        Op::Remove,
+        Op::Block,
+        Op::Unblock,
+    ];
+
+    fn pair(mine: Option<FriendState>, theirs: Option<FriendState>) -> Relation {
+        Relation {
+            forward: mine,
+            backward: theirs,
+        }
+    }
+
+    fn every_pair() -> impl Iterator<Item = Relation> {
+        STATES
+            .into_iter()
+            .flat_map(|mine| STATES.into_iter().map(move |theirs| pair(mine, theirs)))
+    }
+
+    /// The pairs a finished operation leaves.
+    fn consistent(relation: Relation) -> bool {
+        let blocks_or_none = |s: Option<FriendState>| s.is_none() || s == Some(Blocked);
+        relation == SENT
+            || relation == MUTUAL
+            || relation == pair(Some(Received), Some(Sent))
+            || (blocks_or_none(relation.forward) && blocks_or_none(relation.backward))
+    }
+
+    #[test]
+    fn stored_names_are_what_serde_writes() {
+        for state in [Mutual, Sent, Received, Blocked] {
+            assert_eq!(
+                serde_json::to_value(state).expect("serialises"),
+                json!(stored(state))
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_is_sent_accepted_or_refused_as_the_edges_stand() {
+        assert_eq!(decide(Op::Request, pair(None, None)), Ok(SENT));
+        assert_eq!(decide(Op::Request, SENT), Ok(SENT));
+        assert_eq!(decide(Op::Request, pair(Some(Received), Some(Sent))), Ok(MUTUAL));
+        assert_eq!(decide(Op::Request, MUTUAL), Err(Refusal::AlreadyFriends));
+        assert_eq!(
+            decide(Op::Request, pair(Some(Blocked), None)),
+            Err(Refusal::YouBlocked)
+        );
+        assert_eq!(
+            decide(Op::Request, pair(None, Some(Blocked))),
+            Err(Refusal::TheyBlocked)
+        );
+        assert_eq!(
+            decide(Op::Request, pair(Some(Blocked), Some(Blocked))),
+            Err(Refusal::YouBlocked)
+        );
+    }
+
+    #[test]
+    fn only_a_standing_request_from_them_can_be_accepted_or_declined() {
+        let theirs = pair(Some(Received), Some(Sent));
+        assert_eq!(decide(Op::Accept, theirs), Ok(MUTUAL));
+        assert_eq!(decide(Op::Accept, MUTUAL), Ok(MUTUAL));
+        assert_eq!(decide(Op::Decline, theirs), Ok(pair(None, None)));
+        for other in [
+            pair(None, None),
+            SENT,
+            pair(None, Some(Sent)),
+            pair(Some(Blocked), None),
+        ] {
+            assert_eq!(decide(Op::Accept, other), Err(Refusal::NoRequest), "{other:?}");
+            assert_eq!(decide(Op::Decline, other), Err(Refusal::NoRequest), "{other:?}");
+        }
+        assert_eq!(decide(Op::Cancel, SENT), Ok(pair(None, None)));
+        assert_eq!(decide(Op::Cancel, theirs), Err(Refusal::NoRequest));
+        assert_eq!(decide(Op::Remove, MUTUAL), Ok(pair(None, None)));
+        assert_eq!(decide(Op::Remove, SENT), Err(Refusal::NotFriends));
+    }
+
+    #[test]
+    fn a_block_ends_everything_but_the_other_players_own_block() {
+        for now in every_pair().filter(|now| consistent(*now)) {
+            let blocked = decide(Op::Block, now).expect("blocking always succeeds");
+            assert_eq!(blocked.forward, Some(Blocked));
+            let expected = if now.backward == Some(Blocked) {
+                Some(Blocked)
+            } else {
+                None
+            };
+            assert_eq!(blocked.backward, expected, "{now:?}");
+        }
+        assert_eq!(
+            decide(Op::Unblock, pair(Some(Blocked), Some(Blocked))),
+            Ok(pair(None, Some(Blocked)))
+        );
+        assert_eq!(
+            decide(Op::Unblock, pair(None, Some(Blocked))),
+            Err(Refusal::NotBlocked)
+        );
+    }
+
+    #[test]
+    fn no_operation_touches_a_block_but_its_owners() {
+        for op in OPS {
+            for now in every_pair() {
+                let Ok(wanted) = decide(op, now) else { continue };
+                if now.backward == Some(Blocked) {
+                    assert_eq!(wanted.backward, Some(Blocked), "{op:?} on {now:?}");
+                }
+                if now.forward == Some(Blocked) && op != Op::Unblock {
+                    assert_eq!(wanted.forward, Some(Blocked), "{op:?} on {now:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_operation_ends_in_a_consistent_pair_and_repeating_it_changes_nothing() {
+        for op in OPS {
+            for now in every_pair() {
+                let Ok(wanted) = decide(op, now) else { continue };
+                assert!(consistent(wanted), "{op:?} on {now:?} gives {wanted:?}");
+                // The change loop stops once a decision is a no-op or a refusal: never another write.
+                if let Ok(again) = decide(op, wanted) {
+                    assert_eq!(again, wanted, "{op:?} on {now:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_retry_after_a_crash_between_the_two_writes_finishes_the_operation() {
+        for op in OPS {
+            for now in every_pair().filter(|now| consistent(*now)) {
+                let Ok(wanted) = decide(op, now) else { continue };
+                // Their edge written, mine not yet.
+                let half = pair(now.forward, wanted.backward);
+                assert_eq!(
+                    decide(op, half),
+                    Ok(wanted),
+                    "{op:?} from {now:?} crashed at {half:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn requests_crossing_or_meeting_a_half_written_accept_end_as_friends() {
+        // Each inserted the other's `inviteReceived`; both of our own inserts then failed.
+        assert_eq!(
+            decide(Op::Request, pair(Some(Received), Some(Received))),
+            Ok(MUTUAL)
+        );
+        // A filtered update applied in two steps let both requests through.
+        assert_eq!(decide(Op::Request, pair(Some(Sent), Some(Sent))), Ok(MUTUAL));
+        // They accepted my request and crashed before their own edge.
+        assert_eq!(
+            decide(Op::Request, pair(Some(Mutual), Some(Received))),
+            Ok(MUTUAL)
+        );
+        // They were removing me, or cancelling their request: no consent stands, so I ask afresh.
+        assert_eq!(decide(Op::Request, pair(None, Some(Mutual))), Ok(SENT));
+        assert_eq!(decide(Op::Request, pair(None, Some(Sent))), Ok(SENT));
+    }
+}

@@ -1,0 +1,342 @@
+//! Direct messages between two players: sending (as the recipient's privacy and blocks allow),
+//! history, and read markers.
+//!
+//! A message is stored first and then pushed live to both players' connections and left as a
+//! notification for the recipient. Once stored it counts as sent: a failure to push is logged, not
+//! returned, so a client retrying after an error cannot send the same message twice.
+//!
+//! History belongs to its two participants: the conversation is always the caller's with `{id}`, so
+//! nobody can name a conversation that is not theirs. It stays readable after a block, since it is
+//! the reader's own.
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use mongodb::bson::doc;
+use serde::{Deserialize, Serialize};
+
+use flotilla_storage::mongo::now_ms;
+use flotilla_storage::page::{PageRequest, SortKey};
+use flotilla_storage::rate_limit::{Decision, Limit};
+
+use crate::error::{Error, Result};
+use crate::events::{self, Event, MessageView};
+use crate::model::{Message, NotificationKind, ReadMarker, new_sortable_id};
+use crate::players;
+use crate::privacy;
+use crate::profiles::JsonBody;
+use crate::session::Session;
+use crate::state::Shared;
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/players/{id}/messages", get(history).post(send))
+        .route("/v1/players/{id}/messages/read", post(mark_read))
+}
+
+/// A message body's length limit, in characters.
+pub const MAX_BODY_CHARS: usize = 2000;
+/// Messages a player may send, across all conversations and replicas: a chat pace, not a script's.
+pub const SEND_LIMIT: Limit = Limit {
+    max: 30,
+    window: std::time::Duration::from_secs(10),
+};
+/// Characters of a message repeated in its notification.
+const PREVIEW_CHARS: usize = 100;
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewMessage {
+    /// 1–2000 characters; no control characters but newlines.
+    pub body: String,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MarkRead {
+    /// A message of the conversation: it and everything before it count as read.
+    pub up_to: String,
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// How far each side has read, and how many of the other's messages the caller has not.
+#[derive(Serialize, Debug, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadState {
+    pub my_read_up_to: Option<String>,
+    pub their_read_up_to: Option<String>,
+    /// Messages from the other player after `myReadUpTo`.
+    pub unread: u64,
+}
+
+/// A page of a conversation, newest first.
+#[derive(Serialize, Debug, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct History {
+    pub items: Vec<MessageView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    #[serde(flatten)]
+    pub read: ReadState,
+}
+
+/// `POST /v1/players/{id}/messages`.
+async fn send(
+    State(state): State<Shared>,
+    session: Session,
+    Path(id): Path<String>,
+    JsonBody(new): JsonBody<NewMessage>,
+) -> Result<(StatusCode, Json<MessageView>)> {
+    validate_body(&new.body)?;
+    let me = session.player.as_str();
+    // Before the lookups, so refused attempts (probing who accepts messages) are counted too.
+    if let Decision::Limited { retry_after } = state
+        .limiter
+        .check("messages", &state.key(me), SEND_LIMIT)
+        .await?
+    {
+        return Err(Error::RateLimited {
+            retry_after_secs: retry_after.as_secs(),
+        });
+    }
+    let target = players::load_visible(&state, &id).await?;
+    privacy::check_can_message(&state, me, &target).await?;
+    let now = now_ms();
+    let message = Message {
+        id: new_sortable_id(now),
+        conversation: Message::conversation_of(me, &target.id),
+        from: me.to_owned(),
+        to: target.id.clone(),
+        body: new.body,
+        sent_ms: now,
+    };
+    state.messages.insert(&message).await?;
+    let view = MessageView::from(message);
+    deliver(&state, &view).await;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Pushes a stored message to both players' connections and notifies the recipient.
+async fn deliver(state: &Shared, view: &MessageView) {
+    let event = Event::Message(view.clone());
+    for player in [&view.to, &view.from] {
+        if let Err(error) = events::publish(state, player, &event).await {
+            tracing::warn!(%error, "a message event was not published");
+        }
+    }
+    let preview: String = view.body.chars().take(PREVIEW_CHARS).collect();
+    let content = serde_json::json!({"messageId": view.id, "preview": preview});
+    if let Err(error) = events::notify(
+        state,
+        &view.to,
+        NotificationKind::Message,
+        Some(&view.from),
+        content,
+    )
+    .await
+    {
+        tracing::warn!(%error, "a message notification was not stored");
+    }
+}
+
+/// `GET /v1/players/{id}/messages?limit=&cursor=`.
+async fn history(
+    State(state): State<Shared>,
+    session: Session,
+    Path(id): Path<String>,
+    QueryParams(query): QueryParams<HistoryQuery>,
+) -> Result<Json<History>> {
+    let conversation = conversation(&session, &id)?;
+    let request = PageRequest::new(query.limit, query.cursor);
+    let page = state
+        .messages
+        .page(
+            doc! {"conversation": &conversation},
+            SortKey::descending("_id"),
+            &request,
+        )
+        .await?;
+    let read = read_state(&state, &conversation, &session.player, &id).await?;
+    Ok(Json(History {
+        items: page.items.into_iter().map(MessageView::from).collect(),
+        next_cursor: page.next_cursor,
+        read,
+    }))
+}
+
+/// `POST /v1/players/{id}/messages/read`: moves the caller's marker forward to `upTo`, never back.
+async fn mark_read(
+    State(state): State<Shared>,
+    session: Session,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<MarkRead>,
+) -> Result<Json<ReadState>> {
+    let conversation = conversation(&session, &id)?;
+    let message = match state.messages.get(&body.up_to).await? {
+        Some(message) if message.conversation == conversation => message,
+        _ => return Err(Error::NotFound("message")),
+    };
+    advance_marker(&state, &conversation, &session.player, &message.id).await?;
+    Ok(Json(
+        read_state(&state, &conversation, &session.player, &id).await?,
+    ))
+}
+
+/// Sets the reader's marker to `up_to` unless it is already there or further. Without transactions:
+/// a conditional update, else an insert, and if a concurrent insert won, the update once more.
+async fn advance_marker(state: &Shared, conversation: &str, reader: &str, up_to: &str) -> Result<()> {
+    let id = marker_id(conversation, reader);
+    let forward = || async {
+        state
+            .read_markers
+            .update_idempotent(
+                doc! {"_id": &id, "up_to": {"$lt": up_to}},
+                doc! {"$set": {"up_to": up_to, "updated_ms": now_ms()}},
+            )
+            .await
+    };
+    if forward().await? {
+        return Ok(());
+    }
+    let marker = ReadMarker {
+        id: id.clone(),
+        conversation: conversation.to_owned(),
+        reader: reader.to_owned(),
+        up_to: up_to.to_owned(),
+        updated_ms: now_ms(),
+    };
+    match state.read_markers.insert(&marker).await {
+        Ok(()) => Ok(()),
+        // The marker exists: either at or past `up_to` already, or placed by a concurrent request.
+        Err(flotilla_storage::Error::Duplicate { .. }) => {
+            forward().await?;
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn read_state(state: &Shared, conversation: &str, me: &str, them: &str) -> Result<ReadState> {
+    let ids = vec![marker_id(conversation, me), marker_id(conversation, them)];
+    let markers = state.read_markers.get_many(&ids).await?;
+    let marker_of = |reader: &str| {
+        markers
+            .iter()
+            .find(|m| m.reader == reader)
+            .map(|m| m.up_to.clone())
+    };
+    let (mine, theirs) = (marker_of(me), marker_of(them));
+    let mut unread = doc! {"conversation": conversation, "from": them};
+    if let Some(mine) = &mine {
+        unread.insert("_id", doc! {"$gt": mine});
+    }
+    let unread = state.messages.count(unread).await?;
+    Ok(ReadState {
+        my_read_up_to: mine,
+        their_read_up_to: theirs,
+        unread,
+    })
+}
+
+/// The caller's conversation with `other`.
+fn conversation(session: &Session, other: &str) -> Result<String> {
+    if other == session.player {
+        return Err(Error::bad("id", "that is your own id"));
+    }
+    if other.is_empty() || other.len() > 64 {
+        return Err(Error::NotFound("player"));
+    }
+    Ok(Message::conversation_of(&session.player, other))
+}
+
+fn marker_id(conversation: &str, reader: &str) -> String {
+    format!("{conversation}/{reader}")
+}
+
+/// `Query<T>` whose rejection (a `limit` that is not a number, say) is this service's JSON 400 rather
+/// than axum's plain text. Used by the messages, notifications and presence handlers; its natural home
+/// is beside [`crate::profiles::JsonBody`], where every module could share it.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(QueryParams(value)),
+            Err(rejection) => Err(Error::BadRequest {
+                field: None,
+                message: rejection.body_text(),
+            }),
+        }
+    }
+}
+
+pub fn validate_body(body: &str) -> Result<()> {
+    let length = body.chars().count();
+    if !(1..=MAX_BODY_CHARS).contains(&length) || body.trim().is_empty() {
+        return Err(Error::bad(
+            "body",
+            format!("message must be 1-{MAX_BODY_CHARS} characters, not only spaces"),
+        ));
+    }
+    if body.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::bad(
+            "body",
+            "message must not contain control characters other than newlines",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_bodies_are_checked_for_length_and_characters() {
+        for good in [
+            "hi",
+            "two\nlines",
+            "ünïcödé 🎮",
+            &"x".repeat(MAX_BODY_CHARS),
+            &"é".repeat(MAX_BODY_CHARS),
+        ] {
+            assert!(validate_body(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "   ",
+            "\n",
+            "tab\there",
+            "bell\u{7}",
+            "cr\r\n",
+            &"x".repeat(MAX_BODY_CHARS + 1),
+        ] {
+            assert!(validate_body(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_player_has_no_conversation_with_themself() {
+        let session = Session {
+            player: "ann".into(),
+            session: "s".into(),
+        };
+        assert!(conversation(&session, "ann").is_err());
+        assert!(conversation(&session, "").is_err());
+        assert_eq!(
+            conversation(&session, "bob").ok(),
+            Some(Message::conversation_of("bob", "ann"))
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! Profiles: reading one's own and others' (as privacy allows), updating, searching, and deleting the
+//! account with its personal data. Also [`JsonBody`], the JSON extractor every handler uses.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use mongodb::bson::doc;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use flotilla_storage::mongo::now_ms;
+
+use crate::auth;
+use crate::error::{Error, Result};
+use crate::model::{FriendState, Privacy};
+use crate::players::{self, OwnProfile, PublicProfile};
+use crate::privacy;
+use crate::session::Session;
+use crate::state::Shared;
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/players/me", get(own).patch(update).delete(delete_account))
+        .route("/v1/players/search", get(search))
+        .route("/v1/players/{id}", get(other))
+}
+
+/// `Json<T>` whose rejections (bad JSON, wrong content type, unknown fields) become this service's
+/// 400 answer, naming what was wrong.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(Error::BadRequest {
+                field: None,
+                message: "send Content-Type: application/json".into(),
+            }),
+            Err(JsonRejection::JsonDataError(e)) => Err(Error::BadRequest {
+                field: None,
+                message: e.body_text(),
+            }),
+            Err(JsonRejection::JsonSyntaxError(_)) => Err(Error::BadRequest {
+                field: None,
+                message: "request body is not valid JSON".into(),
+            }),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Error::BadRequest {
+                field: None,
+                message: "request body is too large".into(),
+            }),
+            Err(rejection) => Err(Error::BadRequest {
+                field: None,
+                message: rejection.body_text(),
+            }),
+        }
+    }
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProfileUpdate {
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub avatar_url: Option<String>,
+    #[serde(default)]
+    pub language: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+    #[serde(default)]
+    pub privacy: Option<Privacy>,
+}
+
+async fn own(State(state): State<Shared>, session: Session) -> Result<Json<OwnProfile>> {
+    let player = players::load(&state, &session.player)
+        .await?
+        .ok_or(Error::NotFound("player"))?;
+    Ok(Json(OwnProfile::from(&player)))
+}
+
+async fn other(
+    State(state): State<Shared>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Json<PublicProfile>> {
+    let player = players::load_visible(&state, &id).await?;
+    // Someone who blocked you is invisible to you, as if absent.
+    let relation = privacy::relation(&state, &id, &session.player).await?;
+    if relation.forward == Some(FriendState::Blocked) {
+        return Err(Error::NotFound("player"));
+    }
+    Ok(Json(PublicProfile::from(&player)))
+}
+
+async fn update(
+    State(state): State<Shared>,
+    session: Session,
+    JsonBody(body): JsonBody<ProfileUpdate>,
+) -> Result<Json<OwnProfile>> {
+    let mut set = doc! {"updated_ms": now_ms()};
+    if let Some(username) = &body.username {
+        players::validate_username(username)?;
+        set.insert("username", username);
+        set.insert("username_key", username.to_lowercase());
+    }
+    if let Some(name) = &body.display_name {
+        players::validate_display_name(name)?;
+        set.insert("display_name", name);
+    }
+    if let Some(url) = &body.avatar_url {
+        players::validate_avatar_url(url)?;
+        set.insert("avatar_url", url);
+    }
+    if let Some(language) = &body.language {
+        players::validate_language(language)?;
+        set.insert("language", language);
+    }
+    if let Some(metadata) = &body.metadata {
+        set.insert("metadata", players::validate_metadata(metadata)?);
+    }
+    if let Some(privacy) = &body.privacy {
+        set.insert(
+            "privacy",
+            mongodb::bson::to_bson(privacy).map_err(flotilla_storage::Error::from)?,
+        );
+    }
+    let updated = state
+        .players
+        .update_idempotent(doc! {"_id": &session.player}, doc! {"$set": set})
+        .await;
+    players::invalidate(&state, &session.player).await?;
+    if !updated.map_err(|error| match error {
+        flotilla_storage::Error::Duplicate { .. } => Error::Conflict("that username is taken".into()),
+        other => other.into(),
+    })? {
+        return Err(Error::NotFound("player"));
+    }
+    let player = players::load(&state, &session.player)
+        .await?
+        .ok_or(Error::NotFound("player"))?;
+    if body.username.is_some() || body.display_name.is_some() {
+        players::index(&state, &player).await;
+    }
+    Ok(Json(OwnProfile::from(&player)))
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    q: String,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn search(
+    State(state): State<Shared>,
+    session: Session,
+    Query(query): Query<SearchQuery>,
+) -> Result<Json<Vec<PublicProfile>>> {
+    let q = query.q.trim();
+    if q.is_empty() || q.chars().count() > 64 {
+        return Err(Error::bad("q", "search text must be 1-64 characters"));
+    }
+    let hits = state
+        .search
+        .search(q, query.limit.unwrap_or(20).clamp(1, 50))
+        .await?;
+    // Profiles come from the database, not the index: the index may lag a rename or a ban, and
+    // players who blocked the searcher are left out.
+    let ids: Vec<String> = hits.iter().map(|hit| hit.id.clone()).collect();
+    let blockers: Vec<String> = state
+        .edges
+        .find(
+            doc! {"owner": {"$in": &ids}, "other": &session.player, "state": "blocked"},
+            doc! {},
+            100,
+        )
+        .await?
+        .into_iter()
+        .map(|edge| edge.owner)
+        .collect();
+    let mut profiles = Vec::with_capacity(hits.len());
+    for id in ids.iter().filter(|id| !blockers.contains(id)) {
+        if let Ok(player) = players::load_visible(&state, id).await {
+            profiles.push(PublicProfile::from(&player));
+        }
+    }
+    Ok(Json(profiles))
+}
+
+/// Deletes the account and the personal data tied to it: sign-ins, relationships, messages written,
+/// notifications, read markers and the search entry. Match results keep only the (now dangling) id.
+async fn delete_account(State(state): State<Shared>, session: Session) -> Result<StatusCode> {
+    let me = session.player.as_str();
+    auth::revoke_all(&state, me, "account deleted").await?;
+    state
+        .messages
+        .delete_many(doc! {"$or": [{"from": me}, {"to": me}]})
+        .await?;
+    state
+        .notifications
+        .delete_many(doc! {"$or": [{"player": me}, {"subject": me}]})
+        .await?;
+    state.read_markers.delete_many(doc! {"reader": me}).await?;
+    state
+        .edges
+        .delete_many(doc! {"$or": [{"owner": me}, {"other": me}]})
+        .await?;
+    if let Err(error) = state.search.delete(me).await {
+        tracing::warn!(%error, "search index delete failed");
+    }
+    // Identities go last but one: until then the player can sign in again and retry a failed delete.
+    state.identities.delete_many(doc! {"player": me}).await?;
+    state.players.delete_one(doc! {"_id": me}).await?;
+    players::invalidate(&state, me).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,143 @@
+//! What every request handler shares: the stores, the Redis-backed parts, the token keys, the local
+//! WebSocket connections and the settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_storage::cache::{Cache, CacheMetrics};
+use flotilla_storage::model::Store;
+use flotilla_storage::mongo::{Mongo, MongoOptions};
+use flotilla_storage::presence::Presence;
+use flotilla_storage::pubsub::Bus;
+use flotilla_storage::rate_limit::{Limit, RateLimiter};
+use flotilla_storage::search::PlayerSearch;
+use prometheus_client::registry::Registry;
+
+use crate::args::StorageArgs;
+use crate::error::Result;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::model::{
+    FriendEdge, Identity, MatchResult, Message, Notification, Player, ReadMarker, RefreshToken,
+};
+use crate::tokens::TokenKeys;
+
+pub type Shared = Arc<AppState>;
+
+/// Presence entries outlive their last heartbeat by this much: a replica that dies takes its players
+/// offline within it.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(30);
+
+pub struct Config {
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub friend_limit: u32,
+    /// Zero: profiles are read from the database every time.
+    pub profile_cache_ttl: Duration,
+    /// A per-process HMAC key and the service key's tag under it: presented keys are checked with
+    /// `ring::hmac::verify`, which compares in constant time.
+    pub service_key: (ring::hmac::Key, ring::hmac::Tag),
+    pub client_ip_header: Option<String>,
+    pub login_per_account: Limit,
+    pub login_per_address: Limit,
+}
+
+/// The database, Redis and OpenSearch handles, as the commands (serve, migrate, rebuild) need them.
+#[derive(Clone)]
+pub struct Storage {
+    pub mongo: Mongo,
+    pub redis: redis::aio::ConnectionManager,
+    pub search: PlayerSearch,
+    pub namespace: String,
+}
+
+impl Storage {
+    pub async fn connect(args: &StorageArgs, registry: Option<&mut Registry>) -> Result<Self> {
+        let mut options = MongoOptions::new(&args.mongo_url, &args.database);
+        options.max_pool = args.mongo_pool;
+        options.app_name = format!("flotilla-player/{}", args.replica);
+        let mongo = match registry {
+            Some(registry) => Mongo::connect(&options, registry).await?,
+            None => Mongo::connect_unmonitored(&options).await?,
+        };
+        let client = redis::Client::open(args.redis_url.as_str()).map_err(flotilla_storage::Error::from)?;
+        let redis = redis::aio::ConnectionManager::new(client)
+            .await
+            .map_err(flotilla_storage::Error::from)?;
+        let search = PlayerSearch::new(&args.opensearch_url, &args.namespace)?;
+        Ok(Self {
+            mongo,
+            redis,
+            search,
+            namespace: args.namespace.clone(),
+        })
+    }
+}
+
+pub struct AppState {
+    pub players: Store<Player>,
+    pub identities: Store<Identity>,
+    pub refresh_tokens: Store<RefreshToken>,
+    pub edges: Store<FriendEdge>,
+    pub messages: Store<Message>,
+    pub read_markers: Store<ReadMarker>,
+    pub notifications: Store<Notification>,
+    pub match_results: Store<MatchResult>,
+    pub profiles: Cache,
+    pub presence: Presence,
+    pub limiter: RateLimiter,
+    pub bus: Bus,
+    pub search: PlayerSearch,
+    pub redis: redis::aio::ConnectionManager,
+    pub tokens: TokenKeys,
+    pub hub: Hub,
+    pub config: Config,
+    pub metrics: Metrics,
+    pub namespace: String,
+    pub mongo: Mongo,
+}
+
+impl AppState {
+    pub fn new(
+        storage: Storage,
+        bus: Bus,
+        tokens: TokenKeys,
+        config: Config,
+        registry: &mut Registry,
+    ) -> Self {
+        let Storage {
+            mongo,
+            redis,
+            search,
+            namespace,
+        } = storage;
+        let cache_metrics = CacheMetrics::register(registry);
+        Self {
+            players: mongo.store(),
+            identities: mongo.store(),
+            refresh_tokens: mongo.store(),
+            edges: mongo.store(),
+            messages: mongo.store(),
+            read_markers: mongo.store(),
+            notifications: mongo.store(),
+            match_results: mongo.store(),
+            profiles: Cache::new(redis.clone(), "profiles", config.profile_cache_ttl, cache_metrics),
+            presence: Presence::new(redis.clone(), PRESENCE_TTL),
+            limiter: RateLimiter::new(redis.clone()),
+            bus,
+            search,
+            redis,
+            tokens,
+            hub: Hub::default(),
+            config,
+            metrics: Metrics::register(registry),
+            namespace,
+            mongo,
+        }
+    }
+
+    /// A Redis key in this deployment's namespace.
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.namespace)
+    }
+}

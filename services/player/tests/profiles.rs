@@ -1,0 +1,212 @@
+//! Profiles, search, statistics from game-server reports, and account deletion.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::json;
+use support::{Deployment, SERVICE_KEY, name};
+
+#[tokio::test]
+async fn a_profile_update_is_seen_at_once_through_the_cache_on_every_replica() {
+    let deployment = Deployment::new();
+    let (one, two) = (deployment.replica().await, deployment.replica().await);
+    let ann = one.player(&name("ann")).await;
+    let bob = two.player(&name("bob")).await;
+    let path = format!("/v1/players/{}", ann.id);
+    assert_eq!(
+        two.get(&path, &bob.token).await.expect(200)["displayName"],
+        json!(two.get(&path, &bob.token).await.body["username"])
+    );
+
+    let update = json!({"displayName": "Ann the Great", "avatarUrl": "https://cdn.example/ann.png",
+        "language": "pt-BR", "metadata": {"level": 7}});
+    let own = one
+        .call(Method::PATCH, "/v1/players/me", Some(&ann.token), Some(update))
+        .await
+        .expect(200);
+    assert_eq!(own["metadata"]["level"], 7);
+    // Replica two cached the old profile above; the write invalidated it for everyone.
+    let seen = two.get(&path, &bob.token).await.expect(200);
+    assert_eq!(seen["displayName"], "Ann the Great");
+    assert_eq!(seen["language"], "pt-BR");
+    assert!(
+        seen.get("metadata").is_none() && seen.get("privacy").is_none(),
+        "private fields leaked: {seen}"
+    );
+}
+
+#[tokio::test]
+async fn usernames_are_unique_without_regard_to_case() {
+    let replica = Deployment::new().replica().await;
+    let taken = name("Zed");
+    replica.player(&taken).await;
+    let other = replica.player(&name("yan")).await;
+    let clash = json!({"username": taken.to_lowercase()});
+    let answer = replica
+        .call(Method::PATCH, "/v1/players/me", Some(&other.token), Some(clash))
+        .await;
+    assert_eq!(answer.error(409), "conflict");
+    for bad in [
+        json!({"username": "a"}),
+        json!({"avatarUrl": "http://plain"}),
+        json!({"metadata": [1]}),
+        json!({"nope": 1}),
+    ] {
+        replica
+            .call(Method::PATCH, "/v1/players/me", Some(&other.token), Some(bad))
+            .await
+            .error(400);
+    }
+}
+
+#[tokio::test]
+async fn search_finds_players_by_prefix_and_despite_typos() {
+    let replica = Deployment::new().replica().await;
+    let suffix = name("");
+    let star = replica.player(&format!("stormbringer{suffix}")).await;
+    let _other = replica.player(&format!("moonlight{suffix}")).await;
+    let me = replica.player(&name("seeker")).await;
+    let renamed = json!({"displayName": format!("Stormbringer {suffix}")});
+    replica
+        .call(Method::PATCH, "/v1/players/me", Some(&star.token), Some(renamed))
+        .await
+        .expect(200);
+    replica.state.search.refresh().await.expect("refresh");
+    for query in ["storm", "stormbrnger", &format!("stormbringer{suffix}")] {
+        let hits = replica
+            .get(&format!("/v1/players/search?q={query}"), &me.token)
+            .await
+            .expect(200);
+        let ids: Vec<&str> = hits
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|h| h["id"].as_str())
+            .collect();
+        assert!(ids.contains(&star.id.as_str()), "{query}: {hits}");
+    }
+    replica.get("/v1/players/search?q=", &me.token).await.error(400);
+    replica
+        .get(&format!("/v1/players/search?q={}", "x".repeat(65)), &me.token)
+        .await
+        .error(400);
+}
+
+#[tokio::test]
+async fn match_results_need_the_service_key_count_once_and_notify_players() {
+    let replica = Deployment::new().replica().await;
+    let (ann, bob) = (
+        replica.player(&name("ann")).await,
+        replica.player(&name("bob")).await,
+    );
+    let report = json!({"server": "arena-7x2k", "players": [
+        {"id": ann.id, "score": 12, "placement": 1}, {"id": bob.id, "score": 4, "placement": 2}]});
+    replica
+        .post("/v1/matches/m-1/results", &ann.token, report.clone())
+        .await
+        .error(401);
+    replica
+        .post("/v1/matches/m-1/results", SERVICE_KEY, report.clone())
+        .await
+        .expect(201);
+    // A game server retrying after a lost answer: recognised, not counted again.
+    replica
+        .post("/v1/matches/m-1/results", SERVICE_KEY, report)
+        .await
+        .expect(200);
+    let changed = json!({"server": "arena-7x2k", "players": [{"id": ann.id, "score": 0, "placement": 2}]});
+    replica
+        .post("/v1/matches/m-1/results", SERVICE_KEY, changed)
+        .await
+        .error(409);
+    let duplicate_players = json!({"server": "s", "players": [{"id": ann.id, "score": 1, "placement": 1}, {"id": ann.id, "score": 1, "placement": 1}]});
+    replica
+        .post("/v1/matches/m-2/results", SERVICE_KEY, duplicate_players)
+        .await
+        .error(400);
+
+    let stats = replica
+        .get(&format!("/v1/players/{}/stats", ann.id), &bob.token)
+        .await
+        .expect(200);
+    assert_eq!(stats, json!({"matches": 1, "wins": 1}));
+    let stats = replica
+        .get(&format!("/v1/players/{}/stats", bob.id), &bob.token)
+        .await
+        .expect(200);
+    assert_eq!(stats, json!({"matches": 1, "wins": 0}));
+    let notified = replica
+        .state
+        .notifications
+        .count(mongodb::bson::doc! {"player": &ann.id, "kind": "matchResult"})
+        .await;
+    assert_eq!(notified.expect("count"), 1);
+}
+
+#[tokio::test]
+async fn deleting_an_account_removes_its_personal_data() {
+    let replica = Deployment::new().replica().await;
+    let ann = replica.player(&name("ann")).await;
+    let bob = replica.player(&name("bob")).await;
+    replica.state.search.refresh().await.expect("refresh");
+    replica
+        .call(Method::DELETE, "/v1/players/me", Some(&ann.token), None)
+        .await
+        .expect(204);
+    replica.get("/v1/players/me", &ann.token).await.error(401);
+    replica
+        .get(&format!("/v1/players/{}", ann.id), &bob.token)
+        .await
+        .error(404);
+    let device = json!({"id": ann.device, "create": false});
+    replica
+        .call(Method::POST, "/v1/auth/device", None, Some(device))
+        .await
+        .error(404);
+    let filter = mongodb::bson::doc! {"player": &ann.id};
+    assert_eq!(
+        replica
+            .state
+            .identities
+            .count(filter.clone())
+            .await
+            .expect("count"),
+        0
+    );
+    assert_eq!(
+        replica.state.refresh_tokens.count(filter).await.expect("count"),
+        0
+    );
+    replica.state.search.refresh().await.expect("refresh");
+    let hits = replica.state.search.search(&ann.id, 10).await.expect("search");
+    assert!(hits.iter().all(|hit| hit.id != ann.id));
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer_on_the_operations_port() {
+    let replica = Deployment::new().replica().await;
+    let player = replica.player(&name("met")).await;
+    replica.get("/v1/players/me", &player.token).await.expect(200);
+    let ready = replica
+        .http
+        .get(format!("http://{}/readyz", replica.ops_addr))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200);
+    let metrics = replica.metrics().await;
+    for series in [
+        "flotilla_player_http_requests_total",
+        "flotilla_player_logins_total",
+        "flotilla_mongo_pool_open_connections",
+        "flotilla_cache_requests_total",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from /metrics");
+    }
+    let openapi = replica
+        .call(Method::GET, "/v1/openapi.json", None, None)
+        .await
+        .expect(200);
+    assert_eq!(openapi["openapi"], "3.1.0");
+    assert!(openapi["paths"]["/v1/auth/device"]["post"].is_object());
+}

@@ -1,0 +1,132 @@
+//! Rate limits shared by every replica, kept in Redis.
+//!
+//! The algorithm is GCRA (the generic cell rate algorithm): each key stores one timestamp, its
+//! *theoretical arrival time*, and a limit of `max` per `window` admits a burst of `max` and then
+//! one attempt every `window / max` as the burst drains. Unlike a fixed window it never admits two
+//! full bursts back to back at a window boundary, and unlike a log of attempts it costs one small
+//! key per client whatever `max` is. The whole decision is one Lua script on the Redis server's
+//! clock, so concurrent replicas (and their clock skew) cannot let extra attempts through.
+//!
+//! Refused attempts are not counted: a client that waits `retry_after` is then admitted, which
+//! keeps the advertised delay honest.
+//!
+//! Keys are often email or IP addresses, which must not sit in Redis key names: the key name holds
+//! a truncated SHA-256 of them. Being unsalted, the hash hides them from a casual `KEYS` or `MONITOR`,
+//! not from someone who guesses an address and hashes it.
+
+use std::{sync::LazyLock, time::Duration};
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use redis::{AsyncCommands, Script, aio::ConnectionManager};
+use ring::digest::{SHA256, digest};
+
+use crate::Result;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limit {
+    pub max: u32,
+    pub window: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Admitted; `remaining` more attempts would be admitted right now.
+    Allowed { remaining: u32 },
+    /// Refused (and not counted); the next attempt is admitted after `retry_after`.
+    Limited { retry_after: Duration },
+}
+
+/// KEYS[1] the key's arrival time (µs); ARGV[1] the emission interval, ARGV[2] the burst allowance
+/// (max × interval), both µs. Returns {1, remaining} or {0, µs until allowed}.
+static CHECK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local ahead = tat + interval - now
+if ahead > burst then return {0, ahead - burst} end
+redis.call('SET', KEYS[1], string.format('%.0f', now + ahead), 'PX', math.ceil(ahead / 1000))
+return {1, math.floor((burst - ahead) / interval)}
+",
+    )
+});
+
+/// Lua numbers are doubles: keeping every duration below 2^52 µs (143 years) keeps its arithmetic
+/// exact.
+const MAX_MICROS: u64 = 1 << 52;
+
+#[derive(Clone)]
+pub struct RateLimiter {
+    redis: ConnectionManager,
+}
+
+impl RateLimiter {
+    pub fn new(redis: ConnectionManager) -> Self {
+        Self { redis }
+    }
+
+    fn key(bucket: &str, key: &str) -> String {
+        let hash = digest(&SHA256, key.as_bytes());
+        // 128 bits: collisions between two clients' keys are out of reach.
+        let hash = URL_SAFE_NO_PAD.encode(&hash.as_ref()[..16]);
+        format!("flotilla:ratelimit:{bucket}:{hash}")
+    }
+
+    /// Counts an attempt by `key` against `limit` in `bucket` (one bucket per kind of action, each
+    /// with its own limit), if it is admitted.
+    pub async fn check(&self, bucket: &'static str, key: &str, limit: Limit) -> Result<Decision> {
+        let window = u64::try_from(limit.window.as_micros())
+            .unwrap_or(u64::MAX)
+            .min(MAX_MICROS);
+        if limit.max == 0 {
+            return Ok(Decision::Limited {
+                retry_after: Duration::from_micros(window),
+            });
+        }
+        // Rounded up, so the limit errs on the strict side by at most a microsecond per attempt.
+        let interval = window.div_ceil(u64::from(limit.max)).max(1);
+        let burst = interval.saturating_mul(u64::from(limit.max)).min(MAX_MICROS);
+        let mut redis = self.redis.clone();
+        let (allowed, value): (i64, i64) = CHECK
+            .key(Self::key(bucket, key))
+            .arg(interval)
+            .arg(burst)
+            .invoke_async(&mut redis)
+            .await?;
+        let value = u64::try_from(value).unwrap_or(0);
+        Ok(if allowed == 1 {
+            Decision::Allowed {
+                remaining: u32::try_from(value).unwrap_or(u32::MAX),
+            }
+        } else {
+            Decision::Limited {
+                retry_after: Duration::from_micros(value),
+            }
+        })
+    }
+
+    /// Forgets every attempt by `key` in `bucket` (after a successful login, say).
+    pub async fn reset(&self, bucket: &'static str, key: &str) -> Result<()> {
+        let mut redis = self.redis.clone();
+        redis.del::<_, ()>(Self::key(bucket, key)).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateLimiter;
+
+    #[test]
+    fn key_names_hold_a_hash_not_the_key() {
+        let name = RateLimiter::key("login", "alice@example.com");
+        assert!(name.starts_with("flotilla:ratelimit:login:"), "{name}");
+        assert!(!name.contains("alice"), "{name}");
+        assert_eq!(name.len(), "flotilla:ratelimit:login:".len() + 22, "{name}");
+        assert_ne!(name, RateLimiter::key("login", "alice@example.org"));
+    }
+}
