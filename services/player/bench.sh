@@ -7,24 +7,28 @@
 # Starts FerretDB, Redis and OpenSearch (e2e/storage/up.sh), then the service pinned to core 0
 # (taskset) and the load generator (services/player/benches/load.rs) pinned to core 1, which also
 # runs the databases. Prints, in one run: the service's bare HTTP rate on its core (GET /healthz, no
-# storage: the ceiling), logins/s with p50/p99, profile reads/s with the cache on and off, and the
-# service's memory per idle WebSocket.
+# storage: the ceiling), the database's own rate for a login's reads and writes (the store
+# ceiling), logins/s with p50/p99, profile reads/s with the cache on and off, and idle WebSockets:
+# three replicas on core 0 (a process may hold at most `ulimit -Hn` descriptors here, 20,000)
+# with BENCH_SOCKETS each, their memory per connection and CPU while idle.
 #
-#   BENCH_SECONDS (10)  BENCH_CONCURRENCY (64)  BENCH_ACCOUNTS (1000)  BENCH_SOCKETS (60000)
+#   BENCH_SECONDS (10)  BENCH_CONCURRENCY (64)  BENCH_ACCOUNTS (1000)  BENCH_SOCKETS (19500)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${FLOTILLA_CACHE:-$HOME/.cache/flotilla}/target}
 export BENCH_SECONDS=${BENCH_SECONDS:-10} BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-64}
 export BENCH_ACCOUNTS=${BENCH_ACCOUNTS:-1000}
-sockets=${BENCH_SOCKETS:-60000}
+sockets=${BENCH_SOCKETS:-19500}
 
 cargo build --release --quiet -p flotilla-player
 cargo bench --quiet -p flotilla-player --bench load --no-run 2> /dev/null
 load=$(ls -t "$CARGO_TARGET_DIR"/release/deps/load-* | grep -v '\.d$' | head -1)
 work=$(mktemp -d)
 service=
+replicas=()
 cleanup() {
   [[ -n $service ]] && kill "$service" 2> /dev/null || true
+  for pid in "${replicas[@]}"; do kill "$pid" 2> /dev/null || true; done
   e2e/storage/down.sh --dir "$work/storage" > /dev/null || true
   rm -rf "$work"
 }
@@ -37,19 +41,26 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # As many descriptors as this machine allows: each idle WebSocket holds one in the service.
 ulimit -n "$(ulimit -Hn)"
 
-# Starts the service on core 0 with a fresh database and waits until it is ready.
-start_service() {
-  [[ -n $service ]] && { kill "$service"; wait "$service" 2> /dev/null || true; }
-  export BENCH_API=127.0.0.1:$(free_port) BENCH_OPS=127.0.0.1:$(free_port)
+token_key=$("$CARGO_TARGET_DIR/release/flotilla-player" generate-token-key)
+
+# Starts a replica on core 0 against database bench$2 (cache seconds $1), waits until it is ready,
+# and sets BENCH_API, BENCH_OPS and BENCH_SERVICE_PID for it.
+start_replica() {
+  export BENCH_API=127.0.0.1:$(free_port) BENCH_OPS=127.0.0.1:$(free_port) BENCH_DATABASE=bench$2
   FLOTILLA_PROFILE_CACHE_SECONDS=$1 RUST_LOG=warn taskset -c 0 "$CARGO_TARGET_DIR/release/flotilla-player" serve \
     --addr "$BENCH_API" --metrics-addr "$BENCH_OPS" --migrate true --database "bench$2" --namespace "bench$2" \
-    --token-key "$("$CARGO_TARGET_DIR/release/flotilla-player" generate-token-key)" \
-    --service-key bench-service-key-0123456789 \
+    --token-key "$token_key" --service-key bench-service-key-0123456789 \
     --login-limit-account 1000000000 --login-limit-address 1000000000 &
-  service=$!
-  export BENCH_SERVICE_PID=$service
+  export BENCH_SERVICE_PID=$!
   for _ in $(seq 100); do curl -sf "http://$BENCH_OPS/readyz" > /dev/null && return; sleep 0.2; done
   echo "the player service did not become ready" >&2; exit 1
+}
+
+# Replaces the running single replica with a fresh one.
+start_service() {
+  [[ -n $service ]] && { kill "$service"; wait "$service" 2> /dev/null || true; }
+  start_replica "$@"
+  service=$BENCH_SERVICE_PID
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%F)"
@@ -57,8 +68,19 @@ echo "service on core 0, load generator and databases on core 1"
 start_service 300 1
 taskset -c 1 "$load" ceiling
 taskset -c 1 "$load" logins
+taskset -c 1 "$load" store
 BENCH_LABEL="profile reads, cached" taskset -c 1 "$load" reads
 start_service 0 2
 BENCH_LABEL="profile reads, uncached" taskset -c 1 "$load" reads
-start_service 300 3
-BENCH_SOCKETS=$sockets taskset -c 1 "$load" sockets
+kill "$service"; wait "$service" 2> /dev/null || true; service=
+# Three replicas of one deployment on core 0, each with its own generator on core 1, at once.
+generators=()
+for k in 1 2 3; do
+  start_replica 300 3
+  replicas+=("$BENCH_SERVICE_PID")
+  BENCH_SOCKETS=$sockets BENCH_SOURCE=$k taskset -c 1 "$load" sockets > "$work/sockets-$k" &
+  generators+=($!)
+done
+for pid in "${generators[@]}"; do wait "$pid"; done
+cat "$work"/sockets-*
+awk '/idle websockets/ {n += $3} END {printf "idle websockets on one core: %d in total\n", n}' "$work"/sockets-*

@@ -391,6 +391,24 @@ impl FleetFixture {
         .await
     }
 
+    /// Waits until at least `count` live servers are Ready; returns the Ready ones.
+    pub async fn ready(&self, count: usize) -> Result<Vec<flotilla_api::GameServer>> {
+        let ready = flotilla_api::GameServerState::Ready;
+        eventually(
+            Duration::from_secs(60),
+            &format!("{count} Ready servers"),
+            || async {
+                let live = self.live_servers().await?;
+                let servers: Vec<_> = live
+                    .into_iter()
+                    .filter(|s| s.status.as_ref().map(|st| st.state) == Some(ready))
+                    .collect();
+                Ok((servers.len() >= count).then_some(servers))
+            },
+        )
+        .await
+    }
+
     /// Waits until the server `name` is in `state`.
     pub async fn in_state(
         &self,
@@ -528,6 +546,11 @@ pub async fn matchmaker_token(ns: &TestNamespace, name: &str, grant: Grant<'_>) 
         .create_token_request(name, &PostParams::default(), &request)
         .await?;
     Ok(issued.status.and_then(|s| s.token).unwrap_or_default())
+}
+
+/// A test failure: what failed and why.
+pub fn failure(what: &str, message: impl std::fmt::Display) -> Error {
+    Error::Command(what.to_owned(), message.to_string())
 }
 
 /// The repository's Helm chart, `charts/flotilla`.

@@ -6,14 +6,16 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::Output;
 use std::time::Duration;
 
 use flotilla_allocation_client::{
     AllocationClient, AllocationRequest, ClientOptions, Error as AllocationError,
 };
 use flotilla_api::{GameServer, GameServerFleet, GameServerState};
-use flotilla_e2e::{Grant, Result, TestNamespace, client, eventually, is_ready, manifest, matchmaker_token};
+use flotilla_e2e::{
+    Grant, Result, TestNamespace, chart_dir, client, eventually, failure, helm, helm_ok, is_ready, manifest,
+    matchmaker_token,
+};
 use flotilla_gameserver::bots::{self, BotConfig};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{ListParams, PostParams};
@@ -26,47 +28,6 @@ const NAMESPACE: &str = "flotilla-system";
 const OPERATOR_PODS: &str = "app.kubernetes.io/name=flotilla,app.kubernetes.io/component=operator";
 const WAIT: Duration = Duration::from_secs(90);
 const ALLOCATOR_HOST: &str = "flotilla-allocator.flotilla-system.svc";
-
-fn failure(what: &str, message: impl std::fmt::Display) -> flotilla_e2e::Error {
-    flotilla_e2e::Error::Manifest(what.to_owned(), message.to_string())
-}
-
-fn chart_dir() -> String {
-    format!("{}/../../charts/flotilla", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs the cluster's `helm` (`FLOTILLA_HELM`, set by `./x test`) against the test cluster.
-async fn helm(args: &[&str]) -> Result<Output> {
-    let binary = std::env::var("FLOTILLA_HELM").unwrap_or_else(|_| "helm".into());
-    let kubeconfig = std::env::var("FLOTILLA_KUBECONFIG").map_err(|_| flotilla_e2e::Error::NoCluster)?;
-    tokio::process::Command::new(&binary)
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        // helm keeps caches and a repository config; none of it belongs in $HOME during tests.
-        .env(
-            "HELM_CACHE_HOME",
-            std::env::temp_dir().join("flotilla-helm/cache"),
-        )
-        .env(
-            "HELM_CONFIG_HOME",
-            std::env::temp_dir().join("flotilla-helm/config"),
-        )
-        .env("HELM_DATA_HOME", std::env::temp_dir().join("flotilla-helm/data"))
-        .output()
-        .await
-        .map_err(|e| failure(&binary, e))
-}
-
-async fn helm_ok(args: &[&str]) -> Result<String> {
-    let output = helm(args).await?;
-    if !output.status.success() {
-        return Err(failure(
-            &format!("helm {}", args.join(" ")),
-            String::from_utf8_lossy(&output.stderr),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
 
 fn kube_version() -> String {
     flotilla_e2e::expected_kubernetes_version()

@@ -13,7 +13,7 @@
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flotilla_e2e::{Error, Result, chart_dir, client, eventually, helm_ok, is_ready, pod_ip};
+use flotilla_e2e::{Result, chart_dir, client, eventually, failure, helm_ok, is_ready, pod_ip};
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::ListParams;
@@ -28,10 +28,6 @@ const NAMESPACE: &str = "flotilla-players";
 const PLAYER_PODS: &str = "app.kubernetes.io/instance=flotilla-players,app.kubernetes.io/component=player";
 const WAIT: Duration = Duration::from_secs(120);
 const METRICS_PORT: u16 = 9090;
-
-fn failure(what: &str, message: impl std::fmt::Display) -> Error {
-    Error::Command(what.to_owned(), message.to_string())
-}
 
 /// A storage server's URL from the environment `./x test` loads from `e2e/storage/up.sh`.
 fn storage_url(name: &str) -> String {

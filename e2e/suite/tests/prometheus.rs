@@ -4,16 +4,11 @@
 
 use std::time::Duration;
 
-use flotilla_api::GameServerState;
-use flotilla_e2e::{FleetFixture, Grant, Result, Workload, eventually, matchmaker_token};
+use flotilla_e2e::{FleetFixture, Grant, Result, Workload, eventually, failure, matchmaker_token};
 use serde_json::{Value, json};
 
 type TestResult = Result<()>;
 const WAIT: Duration = Duration::from_secs(60);
-
-fn failure(what: &str, message: impl std::fmt::Display) -> flotilla_e2e::Error {
-    flotilla_e2e::Error::Manifest(what.to_owned(), message.to_string())
-}
 
 /// A Prometheus server on a free loopback port with its own storage, stopped when dropped.
 struct Prometheus {
@@ -88,15 +83,7 @@ async fn prometheus_scrapes_the_operator_and_game_servers_and_counts_an_allocati
         Workload::GameServer(vec![]),
     )
     .await?;
-    eventually(WAIT, "2 Ready game servers", || async {
-        let live = fixture.live_servers().await?;
-        let ready = live
-            .iter()
-            .filter(|s| s.status.as_ref().map(|st| st.state) == Some(GameServerState::Ready))
-            .count();
-        Ok((ready == 2).then_some(()))
-    })
-    .await?;
+    fixture.ready(2).await?;
 
     let operator = fixture.operator.metrics_url.trim_start_matches("http://");
     // Game servers are found through the operator's HTTP service discovery (Debian's

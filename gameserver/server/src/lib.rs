@@ -14,6 +14,7 @@ pub mod client;
 mod error;
 pub mod metrics;
 pub mod platform;
+pub mod results_report;
 pub mod runtime;
 pub mod server;
 pub mod tls;

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::checkpoint_store::CheckpointStore;
 use crate::metrics::Metrics;
+use crate::results_report::ResultsReporter;
 use crate::server::{GameHandle, RunningServer};
 use crate::{Error, Result};
 
@@ -42,6 +43,8 @@ pub struct Platform {
     pub checkpoint_every: Duration,
     pub max_players: u32,
     pub metrics: Metrics,
+    /// Where match results go besides the GameServer's annotation: the player service.
+    pub results: Option<ResultsReporter>,
 }
 
 impl Platform {
@@ -155,6 +158,11 @@ impl Platform {
                 let json = serde_json::Value::Array(json).to_string();
                 if let Err(e) = self.sdk.set_annotation(RESULTS_ANNOTATION, &json).await {
                     warn!(%session, error = %e, "could not report match results");
+                }
+                if let Some(reporter) = self.results.clone() {
+                    // In the background: the server's return to Ready must not wait on another service.
+                    let (session, results) = (session.clone(), results.clone());
+                    tokio::spawn(async move { reporter.report(&session, &results).await });
                 }
                 if let Some(store) = &self.store
                     && let Err(e) = store.delete(&session).await

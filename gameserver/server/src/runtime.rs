@@ -15,6 +15,7 @@ use tracing::info;
 use crate::checkpoint_store::CheckpointStore;
 use crate::metrics::Metrics;
 use crate::platform::{AfterMatch, Platform};
+use crate::results_report::ResultsReporter;
 use crate::server::{self, ServerConfig};
 use crate::{Error, Result};
 
@@ -65,6 +66,12 @@ pub struct Args {
     pub checkpoint_seconds: u64,
     #[arg(long, env = "FLOTILLA_HEARTBEAT_SECONDS", default_value_t = 2)]
     pub heartbeat_seconds: u64,
+    /// The player service's URL: match results are reported there (with `--player-service-key`).
+    #[arg(long, env = "FLOTILLA_PLAYER_SERVICE_URL", requires = "player_service_key")]
+    pub player_service_url: Option<String>,
+    /// The player service's service key.
+    #[arg(long, env = "FLOTILLA_PLAYER_SERVICE_KEY", hide_env_values = true)]
+    pub player_service_key: Option<String>,
     /// Run without the platform, allocated to this session at once (benchmarks, local play).
     #[arg(long)]
     pub standalone_session: Option<String>,
@@ -87,8 +94,14 @@ pub async fn run(args: Args) -> Result<()> {
         redis_url,
         checkpoint_seconds,
         heartbeat_seconds,
+        player_service_url,
+        player_service_key,
         standalone_session,
     } = args;
+    let results = match (player_service_url, player_service_key) {
+        (Some(url), Some(key)) => Some(ResultsReporter::new(&url, key, format!("{namespace}/{name}"))?),
+        _ => None,
+    };
     let verifier = TokenVerifier::from_base64_list(&token_keys).map_err(|e| Error::Config(e.to_string()))?;
     if !(1..=240).contains(&tick_rate) {
         return Err(Error::Config(format!(
@@ -145,6 +158,7 @@ pub async fn run(args: Args) -> Result<()> {
         checkpoint_every: Duration::from_secs(checkpoint_seconds.max(1)),
         max_players: u32::from(max_players),
         metrics,
+        results,
     };
     platform.run(server, stop).await
 }

@@ -6,7 +6,10 @@
 //! - `logins`: device-id sign-ins of existing accounts (identity read, profile read, refresh-token
 //!   write, two rate-limit checks, a JWT signature);
 //! - `reads`: GET /v1/players/{id} of other players (cached or not: the service's setting);
-//! - `sockets`: opens idle WebSockets and reports the service's memory per connection.
+//! - `store`: the database's own rate for what a login asks of it (one read by id, one insert),
+//!   straight from the driver: the ceiling for logins;
+//! - `sockets`: opens idle WebSockets, holds them, and reports the service's memory per connection
+//!   and its CPU while they idle.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -54,7 +57,8 @@ fn main() {
             "logins" => logins(&options).await,
             "reads" => reads(&options).await,
             "sockets" => sockets(&options).await,
-            other => panic!("unknown phase {other}: ceiling, logins, reads or sockets"),
+            "store" => store(&options).await,
+            other => panic!("unknown phase {other}: ceiling, store, logins, reads or sockets"),
         }
     });
 }
@@ -189,6 +193,46 @@ async fn reads(options: &Options) {
     .await;
 }
 
+async fn store(options: &Options) {
+    use mongodb::bson::{Document, doc};
+    let url = std::env::var("FLOTILLA_MONGO_URL").expect("FLOTILLA_MONGO_URL");
+    let database = std::env::var("BENCH_DATABASE").expect("BENCH_DATABASE: the service's database");
+    let client = mongodb::Client::with_uri_str(&url).await.expect("connect");
+    let db = client.database(&database);
+    let identities = db.collection::<Document>("identities");
+    let scratch = db.collection::<Document>("bench_scratch");
+    let accounts = options.accounts;
+    drive(
+        "store ceiling (identity read + token insert, driver direct)",
+        options,
+        move |worker, n| {
+            let (identities, scratch) = (identities.clone(), scratch.clone());
+            let i = (worker * 7919 + n as usize * 104_729) % accounts;
+            async move {
+                let read = identities
+                    .find_one(doc! {"_id": format!("device:{}", device(i))})
+                    .await;
+                let write = scratch
+                    .insert_one(doc! {"worker": worker as i64, "n": n as i64, "pad": "x".repeat(120)})
+                    .await;
+                read.is_ok() && write.is_ok()
+            }
+        },
+    )
+    .await;
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    field(11) + field(12)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -207,9 +251,13 @@ async fn sockets(options: &Options) {
     let started = Instant::now();
     let mut open = Vec::with_capacity(options.sockets);
     let mut failed = 0;
-    // One loopback source address per 20,000 connections: one address has ~28,000 ephemeral ports.
+    // Each generator its own loopback source address (one has ~28,000 ephemeral ports).
+    let source_octet: u8 = std::env::var("BENCH_SOURCE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     for i in 0..options.sockets {
-        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + (i / 20_000) as u8));
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, source_octet, 1 + (i / 20_000) as u8));
         let token = &players[i % players.len()].1;
         match connect(api, source, token).await {
             Ok(socket) => open.push(socket),
@@ -222,17 +270,29 @@ async fn sockets(options: &Options) {
         }
     }
     let opened = started.elapsed();
-    // Let the service settle (presence writes, first refreshes) before reading its memory.
+    // Hold them idle (presence refreshes and pings keep running): memory after settling, CPU over
+    // the hold.
+    let hold: u64 = std::env::var("BENCH_HOLD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let ticks = cpu_ticks(options.service_pid);
+    let held = Instant::now();
+    tokio::time::sleep(Duration::from_secs(hold)).await;
+    // Clock ticks are 1/100 s on Linux.
+    let cpu = (cpu_ticks(options.service_pid) - ticks) as f64 / 100.0 / held.elapsed().as_secs_f64();
     let after = rss_kib(options.service_pid);
     let per = (after.saturating_sub(before) as f64 * 1024.0) / open.len().max(1) as f64;
     println!(
-        "idle websockets: {} open ({failed} failed) in {:.1} s; service RSS {:.1} MiB -> {:.1} MiB, {:.1} KiB per connection",
+        "idle websockets: {} open ({failed} failed) in {:.1} s, held {hold} s; service RSS {:.1} MiB -> {:.1} MiB, \
+         {:.1} KiB per connection; service CPU while idle {:.1} %",
         open.len(),
         opened.as_secs_f64(),
         before as f64 / 1024.0,
         after as f64 / 1024.0,
         per / 1024.0,
+        cpu * 100.0,
     );
     drop(open);
 }
