@@ -13,6 +13,7 @@
 # with BENCH_SOCKETS each, their memory per connection and CPU while idle.
 #
 #   BENCH_SECONDS (10)  BENCH_CONCURRENCY (64)  BENCH_ACCOUNTS (1000)  BENCH_SOCKETS (19500)
+#   BENCH_ONLY=sockets  skip the HTTP phases
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${FLOTILLA_CACHE:-$HOME/.cache/flotilla}/target}
@@ -65,14 +66,16 @@ start_service() {
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%F)"
 echo "service on core 0, load generator and databases on core 1"
-start_service 300 1
-taskset -c 1 "$load" ceiling
-taskset -c 1 "$load" logins
-taskset -c 1 "$load" store
-BENCH_LABEL="profile reads, cached" taskset -c 1 "$load" reads
-start_service 0 2
-BENCH_LABEL="profile reads, uncached" taskset -c 1 "$load" reads
-kill "$service"; wait "$service" 2> /dev/null || true; service=
+if [[ ${BENCH_ONLY:-} != sockets ]]; then
+  start_service 300 1
+  taskset -c 1 "$load" ceiling
+  taskset -c 1 "$load" logins
+  taskset -c 1 "$load" store
+  BENCH_LABEL="profile reads, cached" taskset -c 1 "$load" reads
+  start_service 0 2
+  BENCH_LABEL="profile reads, uncached" taskset -c 1 "$load" reads
+  kill "$service"; wait "$service" 2> /dev/null || true; service=
+fi
 # Three replicas of one deployment on core 0, each with its own generator on core 1, at once.
 generators=()
 for k in 1 2 3; do

@@ -70,11 +70,15 @@ fn client(concurrency: usize) -> reqwest::Client {
         .expect("client")
 }
 
-/// Creates (or signs in) `count` device accounts; returns (player id, access token) for each.
-async fn accounts(options: &Options, count: usize) -> Vec<(String, String)> {
+/// Creates (or signs in) `count` device accounts numbered from `first`; returns (player id, access
+/// token) for each.
+async fn accounts(options: &Options, first: usize, count: usize) -> Vec<(String, String)> {
     let http = client(options.concurrency);
     let mut out = Vec::with_capacity(count);
-    for chunk in (0..count).collect::<Vec<_>>().chunks(options.concurrency) {
+    for chunk in (first..first + count)
+        .collect::<Vec<_>>()
+        .chunks(options.concurrency)
+    {
         let calls = chunk.iter().map(|i| {
             let http = http.clone();
             let url = format!("http://{}/v1/auth/device", options.api);
@@ -115,6 +119,7 @@ where
     let call = Arc::new(call);
     let deadline = Instant::now() + Duration::from_secs(options.seconds);
     let started = Instant::now();
+    let ticks = cpu_ticks(options.service_pid);
     let workers = (0..options.concurrency).map(|worker| {
         let call = call.clone();
         async move {
@@ -135,6 +140,8 @@ where
     });
     let results = futures::future::join_all(workers).await;
     let elapsed = started.elapsed().as_secs_f64();
+    // Clock ticks are 1/100 s on Linux.
+    let service_cpu = (cpu_ticks(options.service_pid).saturating_sub(ticks)) as f64 / 100.0 / elapsed;
     let failures: u64 = results.iter().map(|(_, f)| f).sum();
     let mut latencies: Vec<Duration> = results.into_iter().flat_map(|(l, _)| l).collect();
     latencies.sort_unstable();
@@ -143,13 +150,21 @@ where
             .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
             .copied()
     };
+    let rate = latencies.len() as f64 / elapsed;
+    // What one fully busy service core would do, if what it waits on kept up.
+    let per_core = if service_cpu > 0.01 {
+        format!("{:.0}/s", rate / service_cpu)
+    } else {
+        "n/a".into()
+    };
     println!(
-        "{label}: {:.0}/s ok over {elapsed:.1} s ({} ok, {failures} failed), concurrency {}, p50 {:.2} ms, p99 {:.2} ms",
-        latencies.len() as f64 / elapsed,
+        "{label}: {rate:.0}/s ok over {elapsed:.1} s ({} ok, {failures} failed), concurrency {}, p50 {:.2} ms, \
+         p99 {:.2} ms; service CPU {:.0} % -> {per_core} per service core",
         latencies.len(),
         options.concurrency,
         percentile(0.50).unwrap_or_default().as_secs_f64() * 1e3,
         percentile(0.99).unwrap_or_default().as_secs_f64() * 1e3,
+        service_cpu * 100.0,
     );
 }
 
@@ -164,7 +179,7 @@ async fn ceiling(options: &Options) {
 }
 
 async fn logins(options: &Options) {
-    accounts(options, options.accounts).await;
+    accounts(options, 0, options.accounts).await;
     let http = client(options.concurrency);
     let url = format!("http://{}/v1/auth/device", options.api);
     let accounts = options.accounts;
@@ -177,7 +192,7 @@ async fn logins(options: &Options) {
 }
 
 async fn reads(options: &Options) {
-    let players = Arc::new(accounts(options, options.accounts).await);
+    let players = Arc::new(accounts(options, 0, options.accounts).await);
     let http = client(options.concurrency);
     let base = format!("http://{}/v1/players/", options.api);
     let label = std::env::var("BENCH_LABEL").unwrap_or_else(|_| "profile reads".into());
@@ -244,8 +259,19 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 async fn sockets(options: &Options) {
-    let players = accounts(options, 100.min(options.accounts)).await;
     let api: SocketAddr = options.api.parse().expect("BENCH_API is host:port");
+    // Each generator its own loopback source address (one has ~28,000 ephemeral ports) and its own
+    // players, about 20 connections each: many devices per player, as a stress, but not thousands.
+    let source_octet: u8 = std::env::var("BENCH_SOURCE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let players = accounts(
+        options,
+        1_000_000 * usize::from(source_octet),
+        options.sockets.div_ceil(20),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_kib(options.service_pid);
     let started = Instant::now();

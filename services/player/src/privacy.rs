@@ -44,6 +44,13 @@ pub async fn relation(state: &AppState, a: &str, b: &str) -> Result<Relation> {
     Ok(relation)
 }
 
+/// Whether `blocker` has blocked `other`: one point read of the blocker's edge (profile reads, the
+/// hottest path, need only this direction).
+pub async fn has_blocked(state: &AppState, blocker: &str, other: &str) -> Result<bool> {
+    let edge = state.edges.get(&FriendEdge::id_of(blocker, other)).await?;
+    Ok(edge.is_some_and(|edge| edge.state == FriendState::Blocked))
+}
+
 /// Whether `viewer` may see `target`'s presence.
 pub async fn can_see_presence(state: &AppState, viewer: &str, target: &Player) -> Result<bool> {
     if viewer == target.id {

@@ -14,7 +14,7 @@ use flotilla_storage::mongo::now_ms;
 
 use crate::auth;
 use crate::error::{Error, Result};
-use crate::model::{FriendState, Privacy};
+use crate::model::Privacy;
 use crate::players::{self, OwnProfile, PublicProfile};
 use crate::privacy;
 use crate::session::Session;
@@ -92,8 +92,7 @@ async fn other(
 ) -> Result<Json<PublicProfile>> {
     let player = players::load_visible(&state, &id).await?;
     // Someone who blocked you is invisible to you, as if absent.
-    let relation = privacy::relation(&state, &id, &session.player).await?;
-    if relation.forward == Some(FriendState::Blocked) {
+    if privacy::has_blocked(&state, &id, &session.player).await? {
         return Err(Error::NotFound("player"));
     }
     Ok(Json(PublicProfile::from(&player)))

@@ -184,9 +184,16 @@ async fn authorize(state: &Shared, token: &str) -> Result<Caller> {
 }
 
 async fn connect(State(state): State<Shared>, caller: Caller, upgrade: WebSocketUpgrade) -> Response {
+    // Buffers sized for small JSON events rather than tungstenite's 128 KiB defaults: most sockets sit
+    // idle, and their buffers are most of what an idle socket costs. A larger frame still reads (the
+    // buffer grows to it); writes go out at once, and a client that stops reading is cut off by the
+    // event queue long before the write buffer's cap.
     upgrade
         .max_message_size(HARD_LIMIT)
         .max_frame_size(HARD_LIMIT)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(HARD_LIMIT * 4)
         .on_upgrade(move |socket| serve(state, caller, socket))
 }
 

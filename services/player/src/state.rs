@@ -60,10 +60,7 @@ impl Storage {
             Some(registry) => Mongo::connect(&options, registry).await?,
             None => Mongo::connect_unmonitored(&options).await?,
         };
-        let client = redis::Client::open(args.redis_url.as_str()).map_err(flotilla_storage::Error::from)?;
-        let redis = redis::aio::ConnectionManager::new(client)
-            .await
-            .map_err(flotilla_storage::Error::from)?;
+        let redis = flotilla_storage::connect_redis(&args.redis_url).await?;
         let search = PlayerSearch::new(&args.opensearch_url, &args.namespace)?;
         Ok(Self {
             mongo,

@@ -23,3 +23,16 @@ pub mod rate_limit;
 pub mod search;
 
 pub use error::{Error, Result};
+
+/// A multiplexed Redis connection that reconnects by itself, shared by a process's tasks.
+///
+/// An answer may take up to 2 s before the request fails. The driver's default of 500 ms turned a
+/// briefly busy Redis (58,000 WebSockets connecting at once in `./x bench player`) into failed
+/// requests that a moment's patience would have served.
+pub async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(2)))
+        .set_connection_timeout(Some(std::time::Duration::from_secs(2)));
+    Ok(redis::aio::ConnectionManager::new_with_config(client, config).await?)
+}
