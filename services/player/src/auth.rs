@@ -345,12 +345,7 @@ async fn link(
         .identities
         .insert(&identity)
         .await
-        .map_err(|error| match error {
-            flotilla_storage::Error::Duplicate { .. } => {
-                Error::Conflict("that sign-in is linked to an account already".into())
-            }
-            other => other.into(),
-        })?;
+        .map_err(Error::taken("that sign-in is linked to an account already"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -401,10 +396,11 @@ async fn create_account(
         created_ms: now,
         updated_ms: now,
     };
-    state.players.insert(&player).await.map_err(|error| match error {
-        flotilla_storage::Error::Duplicate { .. } => Error::Conflict("that username is taken".into()),
-        other => other.into(),
-    })?;
+    state
+        .players
+        .insert(&player)
+        .await
+        .map_err(Error::taken("that username is taken"))?;
     let identity = Identity {
         id: identity_id,
         player: player.id.clone(),
@@ -414,12 +410,7 @@ async fn create_account(
     };
     if let Err(error) = state.identities.insert(&identity).await {
         state.players.delete_one(doc! {"_id": &player.id}).await?;
-        return Err(match error {
-            flotilla_storage::Error::Duplicate { .. } => {
-                Error::Conflict("an account with that sign-in exists".into())
-            }
-            other => other.into(),
-        });
+        return Err(Error::taken("an account with that sign-in exists")(error));
     }
     players::index(state, &player).await;
     Ok(player)

@@ -48,6 +48,15 @@ impl Error {
         }
     }
 
+    /// For `map_err`: a unique-index violation becomes 409 with `message`; other storage errors
+    /// pass through.
+    pub fn taken(message: &'static str) -> impl FnOnce(flotilla_storage::Error) -> Self {
+        move |error| match error {
+            flotilla_storage::Error::Duplicate { .. } => Error::Conflict(message.into()),
+            other => other.into(),
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,

@@ -135,10 +135,7 @@ async fn update(
         .update_idempotent(doc! {"_id": &session.player}, doc! {"$set": set})
         .await;
     players::invalidate(&state, &session.player).await?;
-    if !updated.map_err(|error| match error {
-        flotilla_storage::Error::Duplicate { .. } => Error::Conflict("that username is taken".into()),
-        other => other.into(),
-    })? {
+    if !updated.map_err(Error::taken("that username is taken"))? {
         return Err(Error::NotFound("player"));
     }
     let player = players::load(&state, &session.player)

@@ -17,22 +17,6 @@ fn friend(id: &str) -> String {
     format!("/v1/friends/{id}")
 }
 
-async fn delete(replica: &Replica, path: &str, token: &str) -> support::Answer {
-    replica.call(Method::DELETE, path, Some(token), None).await
-}
-
-/// Makes `a` and `b` friends: `a` asks, `b` accepts.
-async fn befriend(replica: &Replica, a: &Player, b: &Player) {
-    replica
-        .post(&friend(&b.id), &a.token, json!({}))
-        .await
-        .expect(201);
-    replica
-        .post(&format!("/v1/friends/{}/accept", a.id), &b.token, json!({}))
-        .await
-        .expect(200);
-}
-
 /// Ids in a page, suggestion list or mutual-friend list, in order.
 fn ids(body: &Value) -> Vec<String> {
     body["items"]
@@ -226,10 +210,10 @@ async fn a_declined_or_cancelled_request_leaves_nothing_behind() {
         .error(404);
 
     let cancel = format!("/v1/friends/{}/request", bob.id);
-    delete(&replica, &cancel, &ann.token).await.expect(204);
+    replica.delete(&cancel, &ann.token).await.expect(204);
     assert!(listed(&replica, &ann, "").await.is_empty());
     assert!(listed(&replica, &bob, "").await.is_empty());
-    delete(&replica, &cancel, &ann.token).await.error(404);
+    replica.delete(&cancel, &ann.token).await.error(404);
     replica
         .post(&format!("/v1/friends/{}/accept", ann.id), &bob.token, json!({}))
         .await
@@ -241,12 +225,12 @@ async fn removing_a_friend_ends_the_friendship_for_both() {
     let replica = Deployment::new().replica().await;
     let ann = replica.player(&name("ann")).await;
     let bob = replica.player(&name("bob")).await;
-    befriend(&replica, &ann, &bob).await;
-    delete(&replica, &friend(&ann.id), &bob.token).await.expect(204);
+    replica.befriend(&ann, &bob).await;
+    replica.delete(&friend(&ann.id), &bob.token).await.expect(204);
     assert!(listed(&replica, &ann, "").await.is_empty());
     assert!(listed(&replica, &bob, "").await.is_empty());
     assert_eq!(
-        delete(&replica, &friend(&ann.id), &bob.token).await.error(404),
+        replica.delete(&friend(&ann.id), &bob.token).await.error(404),
         "not_found"
     );
     // A pending request is not a friendship to remove.
@@ -254,7 +238,7 @@ async fn removing_a_friend_ends_the_friendship_for_both() {
         .post(&friend(&bob.id), &ann.token, json!({}))
         .await
         .expect(201);
-    delete(&replica, &friend(&bob.id), &ann.token).await.error(404);
+    replica.delete(&friend(&bob.id), &ann.token).await.error(404);
 }
 
 #[tokio::test]
@@ -273,7 +257,7 @@ async fn bad_ids_filters_and_cursors_are_refused() {
             .get(&format!("/v1/friends/{id}/mutual"), &ann.token)
             .await
             .error(404);
-        delete(&replica, &friend(id), &ann.token).await.error(404);
+        replica.delete(&friend(id), &ann.token).await.error(404);
     }
     let bad_state = replica
         .get("/v1/friends?state=enemies", &ann.token)
@@ -293,7 +277,7 @@ async fn friend_lists_page_newest_first_with_a_cursor() {
     let mut friends = Vec::new();
     for _ in 0..5 {
         let other = replica.player(&name("pal")).await;
-        befriend(&replica, &me, &other).await;
+        replica.befriend(&me, &other).await;
         friends.push(other.id);
     }
     let pending = replica.player(&name("ask")).await;
@@ -358,7 +342,7 @@ async fn the_friend_limit_holds_for_the_asker_and_the_asked() {
         .post(&friend(&bob.id), &ann.token, json!({}))
         .await
         .expect(201);
-    befriend(&replica, &ann, &cat).await;
+    replica.befriend(&ann, &cat).await;
 
     let full = replica
         .post(&friend(&dan.id), &ann.token, json!({}))
@@ -378,7 +362,8 @@ async fn the_friend_limit_holds_for_the_asker_and_the_asked() {
         "this player has reached their friend limit"
     );
     // Taking back a request makes room.
-    delete(&replica, &format!("/v1/friends/{}/request", bob.id), &ann.token)
+    replica
+        .delete(&format!("/v1/friends/{}/request", bob.id), &ann.token)
         .await
         .expect(204);
     replica
@@ -419,7 +404,7 @@ async fn privacy_settings_decide_who_may_ask() {
         .await
         .expect(403);
     assert_eq!(stranger["error"]["message"], REFUSED);
-    befriend(&replica, &ann, &cat).await;
+    replica.befriend(&ann, &cat).await;
     replica
         .post(&friend(&bob.id), &ann.token, json!({}))
         .await
@@ -433,9 +418,9 @@ async fn a_block_ends_the_friendship_and_the_blocked_player_cannot_tell() {
     let ann = one.player(&name("ann")).await;
     let bob = two.player(&name("bob")).await;
     let cat = one.player(&name("cat")).await;
-    befriend(&one, &ann, &bob).await;
-    befriend(&one, &ann, &cat).await;
-    befriend(&one, &bob, &cat).await;
+    one.befriend(&ann, &bob).await;
+    one.befriend(&ann, &cat).await;
+    one.befriend(&bob, &cat).await;
     let block = format!("/v1/friends/{}/block", bob.id);
 
     one.post(&block, &ann.token, json!({})).await.expect(204);
@@ -467,14 +452,14 @@ async fn a_block_ends_the_friendship_and_the_blocked_player_cannot_tell() {
             .expect(200)["total"],
         1
     );
-    delete(&two, &friend(&ann.id), &bob.token).await.error(404);
+    two.delete(&friend(&ann.id), &bob.token).await.error(404);
 
     // Bob blocks back: Ann's block stays, and so does his after she lifts hers.
     two.post(&format!("/v1/friends/{}/block", ann.id), &bob.token, json!({}))
         .await
         .expect(204);
-    delete(&one, &block, &ann.token).await.expect(204);
-    delete(&one, &block, &ann.token).await.error(404);
+    one.delete(&block, &ann.token).await.expect(204);
+    one.delete(&block, &ann.token).await.error(404);
     assert!(ids(&one.get("/v1/blocks", &ann.token).await.expect(200)).is_empty());
     assert_eq!(
         one.post(&friend(&bob.id), &ann.token, json!({}))
@@ -486,7 +471,7 @@ async fn a_block_ends_the_friendship_and_the_blocked_player_cannot_tell() {
         ids(&two.get("/v1/blocks", &bob.token).await.expect(200)),
         [ann.id.as_str()]
     );
-    delete(&two, &format!("/v1/friends/{}/block", ann.id), &bob.token)
+    two.delete(&format!("/v1/friends/{}/block", ann.id), &bob.token)
         .await
         .expect(204);
     one.post(&friend(&bob.id), &ann.token, json!({}))
@@ -539,14 +524,14 @@ async fn mutual_friends_are_the_friends_both_have() {
     let mut shared = Vec::new();
     for _ in 0..3 {
         let pal = replica.player(&name("pal")).await;
-        befriend(&replica, &ann, &pal).await;
-        befriend(&replica, &bob, &pal).await;
+        replica.befriend(&ann, &pal).await;
+        replica.befriend(&bob, &pal).await;
         shared.push(pal.id);
     }
     let only_ann = replica.player(&name("solo")).await;
-    befriend(&replica, &ann, &only_ann).await;
+    replica.befriend(&ann, &only_ann).await;
     let asked = replica.player(&name("asked")).await;
-    befriend(&replica, &bob, &asked).await;
+    replica.befriend(&bob, &asked).await;
     replica
         .post(&friend(&asked.id), &ann.token, json!({}))
         .await
@@ -579,30 +564,30 @@ async fn suggestions_rank_friends_of_friends_and_leave_out_who_they_must() {
     let mut pals = Vec::new();
     for _ in 0..3 {
         let pal = replica.player(&name("pal")).await;
-        befriend(&replica, &me, &pal).await;
+        replica.befriend(&me, &pal).await;
         pals.push(pal);
     }
     // My friends know each other: still not suggested.
-    befriend(&replica, &pals[0], &pals[1]).await;
+    replica.befriend(&pals[0], &pals[1]).await;
     let known_by = |count: usize| (count, pals[..count].to_vec());
     let mut expected = Vec::new();
     for (count, knowers) in [known_by(3), known_by(2), known_by(1)] {
         let candidate = replica.player(&name("cand")).await;
         for pal in &knowers {
-            befriend(&replica, pal, &candidate).await;
+            replica.befriend(pal, &candidate).await;
         }
         expected.push((candidate.id, count));
     }
     let choosy = replica.player(&name("fof")).await;
     set_requests(&replica, &choosy, "friendsOfFriends").await;
-    befriend(&replica, &choosy, &pals[2]).await;
+    replica.befriend(&choosy, &pals[2]).await;
     expected.push((choosy.id.clone(), 1));
     expected[2..].sort();
 
     let mut excluded = Vec::new();
     for _ in 0..5 {
         let player = replica.player(&name("out")).await;
-        befriend(&replica, &pals[0], &player).await;
+        replica.befriend(&pals[0], &player).await;
         excluded.push(player);
     }
     let [asked, blocker, blocked, closed, banned] = excluded.as_slice() else {
@@ -704,6 +689,6 @@ async fn an_operation_cut_off_between_its_two_writes_is_finished_by_its_retry() 
 
     // Ann's removal deleted Bob's edge and stopped before her own.
     edges.delete_one(doc! {"_id": &bobs}).await.expect("delete");
-    delete(&replica, &friend(&bob.id), &ann.token).await.expect(204);
+    replica.delete(&friend(&bob.id), &ann.token).await.expect(204);
     assert_eq!((state_of(&anns).await, state_of(&bobs).await), (None, None));
 }

@@ -9,18 +9,6 @@ use serde_json::{Value, json};
 
 use support::{Deployment, Player, Replica, name};
 
-/// Makes `a` and `b` friends through the friends API: `a` asks, `b` accepts.
-async fn befriend(replica: &Replica, a: &Player, b: &Player) {
-    replica
-        .post(&format!("/v1/friends/{}", b.id), &a.token, json!({}))
-        .await
-        .expect(201);
-    replica
-        .post(&format!("/v1/friends/{}/accept", a.id), &b.token, json!({}))
-        .await
-        .expect(200);
-}
-
 fn messages(to: &Player) -> String {
     format!("/v1/players/{}/messages", to.id)
 }
@@ -67,7 +55,7 @@ async fn friends_exchange_messages_and_read_their_history_newest_first_in_pages(
         replica.player(&name("ann")).await,
         replica.player(&name("bob")).await,
     );
-    befriend(&replica, &ann, &bob).await;
+    replica.befriend(&ann, &bob).await;
     let first = send(&replica, &ann, &bob, "hi bob").await;
     assert_eq!(
         (first["from"].as_str(), first["to"].as_str()),
@@ -131,7 +119,7 @@ async fn read_markers_only_move_forward_and_unread_counts_the_other_players_mess
         replica.player(&name("ann")).await,
         replica.player(&name("bob")).await,
     );
-    befriend(&replica, &ann, &bob).await;
+    replica.befriend(&ann, &bob).await;
     let mut from_bob = Vec::new();
     for i in 0..3 {
         from_bob.push(
@@ -199,7 +187,7 @@ async fn nobody_can_read_or_mark_a_conversation_that_is_not_theirs() {
     let ann = replica.player(&name("ann")).await;
     let bob = replica.player(&name("bob")).await;
     let eve = replica.player(&name("eve")).await;
-    befriend(&replica, &ann, &bob).await;
+    replica.befriend(&ann, &bob).await;
     let sent = send(&replica, &ann, &bob, "secret plans").await;
     // Eve can only ever name her own conversation with Ann or Bob, and it is empty.
     for other in [&ann, &bob] {
@@ -263,7 +251,7 @@ async fn a_block_stops_messages_both_ways_but_both_keep_their_history() {
         replica.player(&name("ann")).await,
         replica.player(&name("bob")).await,
     );
-    befriend(&replica, &ann, &bob).await;
+    replica.befriend(&ann, &bob).await;
     send(&replica, &bob, &ann, "before").await;
     let notified = notifications_of(&replica, &ann).await;
     replica
@@ -300,7 +288,7 @@ async fn bad_message_bodies_are_refused_and_nothing_is_stored() {
         replica.player(&name("ann")).await,
         replica.player(&name("bob")).await,
     );
-    befriend(&replica, &ann, &bob).await;
+    replica.befriend(&ann, &bob).await;
     for body in [
         json!({"body": ""}),
         json!({"body": "   "}),
@@ -334,7 +322,7 @@ async fn sending_is_limited_per_player() {
         replica.player(&name("ann")).await,
         replica.player(&name("bob")).await,
     );
-    befriend(&replica, &ann, &bob).await;
+    replica.befriend(&ann, &bob).await;
     // 30 at once, then one more every third of a second: a slow machine may get a few past 30.
     let mut sent = 0;
     let limited = loop {

@@ -146,29 +146,6 @@ impl Socket {
     }
 }
 
-/// Makes `a` and `b` friends through the friends API: `a` asks, `b` accepts.
-async fn befriend(replica: &Replica, a: &Player, b: &Player) {
-    replica
-        .post(&format!("/v1/friends/{}", b.id), &a.token, json!({}))
-        .await
-        .expect(201);
-    replica
-        .post(&format!("/v1/friends/{}/accept", a.id), &b.token, json!({}))
-        .await
-        .expect(200);
-}
-
-async fn block(replica: &Replica, blocker: &Player, blocked: &Player) {
-    replica
-        .post(
-            &format!("/v1/friends/{}/block", blocked.id),
-            &blocker.token,
-            json!({}),
-        )
-        .await
-        .expect(204);
-}
-
 /// Writes one edge directly: the half-written pairs a friends operation interrupted by a crash
 /// leaves behind (FerretDB has no transactions), which the API itself never shows for long.
 async fn set_edge(replica: &Replica, owner: &Player, other: &Player, state: FriendState) {
@@ -227,7 +204,7 @@ async fn friends_on_two_replicas_see_each_other_come_and_go_and_their_messages_a
     let two = deployment.replica().await;
     let ann = one.player(&name("ann")).await;
     let bob = two.player(&name("bob")).await;
-    befriend(&one, &ann, &bob).await;
+    one.befriend(&ann, &bob).await;
 
     let mut ann_socket = Socket::open(&one, &ann.token).await;
     let mut bob_socket = Socket::open(&two, &bob.token).await;
@@ -289,7 +266,7 @@ async fn a_second_connection_keeps_the_player_online_until_the_last_one_closes()
         replica.player(&name("ann")).await,
         replica.player(&name("bob")).await,
     );
-    befriend(&replica, &ann, &bob).await;
+    replica.befriend(&ann, &bob).await;
     let mut ann_socket = Socket::open(&replica, &ann.token).await;
     let phone = Socket::open(&replica, &bob.token).await;
     ann_socket.presence_of(&bob).await;
@@ -312,7 +289,7 @@ async fn presence_is_shown_as_each_players_privacy_setting_allows() {
     let ann = replica.player(&name("ann")).await;
     let fred = replica.player(&name("fred")).await;
     let sam = replica.player(&name("sam")).await;
-    befriend(&replica, &ann, &fred).await;
+    replica.befriend(&ann, &fred).await;
     let mut fred_socket = Socket::open(&replica, &fred.token).await;
     let mut ann_socket = Socket::open(&replica, &ann.token).await;
     assert_eq!(fred_socket.presence_of(&ann).await["status"], "online");
@@ -368,7 +345,7 @@ async fn a_block_hides_presence_both_ways_even_between_friends() {
         vec![ann.id.clone()]
     );
 
-    block(&replica, &ann, &bob).await;
+    replica.block(&ann, &bob).await;
     assert!(
         visible_presence(&replica, &bob, &[&ann]).await.is_empty(),
         "the blocked player cannot see the blocker"
@@ -384,10 +361,10 @@ async fn a_block_hides_presence_both_ways_even_between_friends() {
     );
 
     // Friends until Cat blocks Ann: from then on neither hears of the other.
-    befriend(&replica, &ann, &cat).await;
+    replica.befriend(&ann, &cat).await;
     let mut cat_socket = Socket::open(&replica, &cat.token).await;
     assert_eq!(ann_socket.presence_of(&cat).await["status"], "online");
-    block(&replica, &cat, &ann).await;
+    replica.block(&cat, &ann).await;
     for socket in [&mut ann_socket, &mut cat_socket] {
         socket.send(json!({"type": "status", "status": "away"})).await;
         socket.ready().await;
@@ -402,7 +379,7 @@ async fn a_block_hides_presence_both_ways_even_between_friends() {
         )
         .await
         .expect(204);
-    befriend(&replica, &ann, &cat).await;
+    replica.befriend(&ann, &cat).await;
     ann_socket
         .send(json!({"type": "status", "status": "inMatch"}))
         .await;
@@ -420,7 +397,7 @@ async fn a_half_written_block_already_hides_presence() {
         replica.player(&name("ann")).await,
         replica.player(&name("cat")).await,
     );
-    befriend(&replica, &ann, &cat).await;
+    replica.befriend(&ann, &cat).await;
     let mut ann_socket = Socket::open(&replica, &ann.token).await;
     let mut cat_socket = Socket::open(&replica, &cat.token).await;
     assert_eq!(ann_socket.presence_of(&cat).await["status"], "online");

@@ -185,6 +185,30 @@ impl Replica {
         self.call(Method::POST, path, Some(token), Some(body)).await
     }
 
+    pub async fn delete(&self, path: &str, token: &str) -> Answer {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Makes `a` and `b` friends through the friends API: `a` asks, `b` accepts.
+    pub async fn befriend(&self, a: &Player, b: &Player) {
+        self.post(&format!("/v1/friends/{}", b.id), &a.token, json!({}))
+            .await
+            .expect(201);
+        self.post(&format!("/v1/friends/{}/accept", a.id), &b.token, json!({}))
+            .await
+            .expect(200);
+    }
+
+    pub async fn block(&self, blocker: &Player, blocked: &Player) {
+        self.post(
+            &format!("/v1/friends/{}/block", blocked.id),
+            &blocker.token,
+            json!({}),
+        )
+        .await
+        .expect(204);
+    }
+
     /// A new player signed in by device id; returns (player id, access token, refresh token).
     pub async fn player(&self, username: &str) -> Player {
         let device = unique("device-");
