@@ -222,7 +222,7 @@ async fn login_by_id(
         state.config.login_per_account,
     )
     .await?;
-    if let Some(identity) = cached_identity(&state, &identity_id).await? {
+    if let Some(identity) = state.identities.get(&identity_id).await? {
         let player = signed_in_player(&state, &identity.player, method.as_str()).await?;
         record_login(&state, method.as_str(), "ok");
         return Ok((StatusCode::OK, Json(issue(&state, &player, None, false).await?)));
@@ -364,50 +364,14 @@ async fn unlink(
     if linked <= 1 {
         return Err(Error::Conflict("cannot unlink the only way to sign in".into()));
     }
-    let identity_id = method.identity_id(&identifier);
     let deleted = state
         .identities
-        .delete_one(doc! {"_id": &identity_id, "player": &session.player})
+        .delete_one(doc! {"_id": method.identity_id(&identifier), "player": &session.player})
         .await?;
     if !deleted {
         return Err(Error::NotFound("linked sign-in"));
     }
-    forget_identity(&state, &identity_id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A device or custom-id identity, read through the cache: sign-ins by device are the hottest path
-/// and the mapping changes only on unlink or account deletion, which call [`forget_identity`].
-async fn cached_identity(state: &Shared, identity_id: &str) -> Result<Option<Identity>> {
-    if state.config.profile_cache_ttl.is_zero() {
-        return Ok(state.identities.get(identity_id).await?);
-    }
-    let identities = state.identities.clone();
-    let owned = identity_id.to_owned();
-    let key = identity_cache_key(state, identity_id);
-    Ok(state
-        .identity_cache
-        .get_or_load(&key, || async move { identities.get(&owned).await })
-        .await?)
-}
-
-/// Drops an identity from the cache after it was deleted.
-pub async fn forget_identity(state: &Shared, identity_id: &str) -> Result<()> {
-    Ok(state
-        .identity_cache
-        .invalidate(&identity_cache_key(state, identity_id))
-        .await?)
-}
-
-/// Device and custom ids are personal data: cache keys hold their hash. Ids are chosen by clients,
-/// so two deployments sharing a Redis would collide without the namespace.
-fn identity_cache_key(state: &Shared, identity_id: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, identity_id.as_bytes());
-    format!(
-        "{}:{}",
-        state.namespace,
-        URL_SAFE_NO_PAD.encode(&digest.as_ref()[..18])
-    )
 }
 
 async fn create_account(

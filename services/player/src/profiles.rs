@@ -212,11 +212,7 @@ async fn delete_account(State(state): State<Shared>, session: Session) -> Result
         tracing::warn!(%error, "search index delete failed");
     }
     // Identities go last but one: until then the player can sign in again and retry a failed delete.
-    let identities = state.identities.find(doc! {"player": me}, doc! {}, 1000).await?;
     state.identities.delete_many(doc! {"player": me}).await?;
-    for identity in &identities {
-        auth::forget_identity(&state, &identity.id).await?;
-    }
     state.players.delete_one(doc! {"_id": me}).await?;
     players::invalidate(&state, me).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -81,9 +81,6 @@ pub struct AppState {
     pub notifications: Store<Notification>,
     pub match_results: Store<MatchResult>,
     pub profiles: Cache,
-    /// Device and custom-id identities (never email ones: those carry a password hash), keyed by a
-    /// hash of the identifier.
-    pub identity_cache: Cache,
     pub presence: Presence,
     pub limiter: RateLimiter,
     pub bus: Bus,
@@ -121,18 +118,7 @@ impl AppState {
             read_markers: mongo.store(),
             notifications: mongo.store(),
             match_results: mongo.store(),
-            profiles: Cache::new(
-                redis.clone(),
-                "profiles",
-                config.profile_cache_ttl,
-                cache_metrics.clone(),
-            ),
-            identity_cache: Cache::new(
-                redis.clone(),
-                "identities",
-                config.profile_cache_ttl,
-                cache_metrics,
-            ),
+            profiles: Cache::new(redis.clone(), "profiles", config.profile_cache_ttl, cache_metrics),
             presence: Presence::new(redis.clone(), PRESENCE_TTL),
             limiter: RateLimiter::new(redis.clone()),
             bus,

@@ -148,12 +148,6 @@ async fn deleting_an_account_removes_its_personal_data() {
     let replica = Deployment::new().replica().await;
     let ann = replica.player(&name("ann")).await;
     let bob = replica.player(&name("bob")).await;
-    // A second sign-in puts the device's identity in the cache; the delete must drop it from there.
-    let device = json!({"id": ann.device});
-    replica
-        .call(Method::POST, "/v1/auth/device", None, Some(device))
-        .await
-        .expect(200);
     replica.state.search.refresh().await.expect("refresh");
     replica
         .call(Method::DELETE, "/v1/players/me", Some(&ann.token), None)
