@@ -13,7 +13,7 @@
 # with BENCH_SOCKETS each, their memory per connection and CPU while idle.
 #
 #   BENCH_SECONDS (10)  BENCH_CONCURRENCY (64)  BENCH_ACCOUNTS (1000)  BENCH_SOCKETS (19500)
-#   BENCH_ONLY=sockets  skip the HTTP phases
+#   BENCH_ONLY=sockets|http  run only the socket phase, or only the HTTP phases
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${FLOTILLA_CACHE:-$HOME/.cache/flotilla}/target}
@@ -76,6 +76,7 @@ if [[ ${BENCH_ONLY:-} != sockets ]]; then
   BENCH_LABEL="profile reads, uncached" taskset -c 1 "$load" reads
   kill "$service"; wait "$service" 2> /dev/null || true; service=
 fi
+[[ ${BENCH_ONLY:-} == http ]] && exit 0
 # Three replicas of one deployment on core 0, each with its own generator on core 1, at once.
 generators=()
 for k in 1 2 3; do
