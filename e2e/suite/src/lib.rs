@@ -575,6 +575,21 @@ pub async fn helm(args: &[&str]) -> Result<std::process::Output> {
         .map_err(|e| Error::Command(binary, e.to_string()))
 }
 
+/// `helm uninstall --wait` of a release: what a chart test runs however it ended, so a failure
+/// leaves no cluster-wide operator or service pods for the suites after it.
+pub async fn helm_uninstall(release: &str, namespace: &str) -> Result<String> {
+    helm_ok(&[
+        "uninstall",
+        release,
+        "-n",
+        namespace,
+        "--wait",
+        "--timeout",
+        "90s",
+    ])
+    .await
+}
+
 /// [`helm`], failing with its stderr unless it succeeds; its stdout.
 pub async fn helm_ok(args: &[&str]) -> Result<String> {
     let output = helm(args).await?;

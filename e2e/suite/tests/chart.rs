@@ -13,8 +13,8 @@ use flotilla_allocation_client::{
 };
 use flotilla_api::{GameServer, GameServerFleet, GameServerState};
 use flotilla_e2e::{
-    Grant, Result, TestNamespace, chart_dir, client, eventually, failure, helm, helm_ok, is_ready, manifest,
-    matchmaker_token,
+    Grant, Result, TestNamespace, chart_dir, client, eventually, failure, helm, helm_ok, helm_uninstall,
+    is_ready, manifest, matchmaker_token,
 };
 use flotilla_gameserver::bots::{self, BotConfig};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
@@ -329,16 +329,7 @@ async fn helm_install_serves_fleets_and_allocation_survives_an_upgrade_and_unins
     let result = install_play_upgrade(&client).await;
     // Uninstall whatever happened, so a failure leaves no cluster-wide operator behind for
     // the suites that run after this one.
-    let uninstalled = helm_ok(&[
-        "uninstall",
-        RELEASE,
-        "-n",
-        NAMESPACE,
-        "--wait",
-        "--timeout",
-        "90s",
-    ])
-    .await;
+    let uninstalled = helm_uninstall(RELEASE, NAMESPACE).await;
     result?;
     uninstalled?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);

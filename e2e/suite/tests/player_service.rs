@@ -13,7 +13,9 @@
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flotilla_e2e::{Result, chart_dir, client, eventually, failure, helm_ok, is_ready, pod_ip};
+use flotilla_e2e::{
+    Result, chart_dir, client, eventually, failure, helm_ok, helm_uninstall, is_ready, pod_ip,
+};
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::ListParams;
@@ -216,16 +218,7 @@ async fn the_chart_runs_two_player_replicas_behind_a_service_and_an_upgrade_keep
     let result = AssertUnwindSafe(install_play_upgrade(&client, &values_path, &suffix))
         .catch_unwind()
         .await;
-    let uninstalled = helm_ok(&[
-        "uninstall",
-        RELEASE,
-        "-n",
-        NAMESPACE,
-        "--wait",
-        "--timeout",
-        "90s",
-    ])
-    .await;
+    let uninstalled = helm_uninstall(RELEASE, NAMESPACE).await;
     let _ = std::fs::remove_file(&values_file);
     match result {
         Ok(result) => result?,

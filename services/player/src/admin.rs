@@ -11,8 +11,8 @@ use flotilla_storage::mongo::now_ms;
 
 use crate::auth;
 use crate::error::{Error, Result};
+use crate::extract::JsonBody;
 use crate::players;
-use crate::profiles::JsonBody;
 use crate::session::ServiceCaller;
 use crate::state::Shared;
 

@@ -23,13 +23,14 @@ use flotilla_storage::rate_limit::{Decision, Limit};
 
 use crate::error::{Error, Result};
 use crate::events::{self, Event};
+use crate::extract::JsonBody;
 use crate::metrics::LoginLabels;
 use crate::model::{Identity, Method, Player, Privacy, RefreshToken, new_id};
+use crate::passwords;
 use crate::players::{self, OwnProfile};
 use crate::session::{self, Session};
 use crate::state::Shared;
 use crate::tokens::{AUDIENCE, Claims, ISSUER};
-use crate::{passwords, profiles::JsonBody};
 
 pub fn routes() -> Router<Shared> {
     Router::new()

@@ -32,8 +32,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -46,6 +45,7 @@ use flotilla_storage::page::{Page, PageRequest, SortKey};
 
 use crate::error::{Error, Result};
 use crate::events;
+use crate::extract::QueryParams;
 use crate::model::{FriendEdge, FriendState, NotificationKind, Player, RequestAudience};
 use crate::players::{self, PublicProfile};
 use crate::privacy::{self, Relation};
@@ -531,23 +531,13 @@ async fn unblock(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T> {
-    query
-        .map(|Query(query)| query)
-        .map_err(|rejection| Error::BadRequest {
-            field: None,
-            message: rejection.body_text(),
-        })
-}
-
 /// `GET /v1/friends?state=&limit=&cursor=`: the caller's relationships, most recently changed first;
 /// without `state`, every one but blocks.
 async fn list(
     State(state): State<Shared>,
     session: Session,
-    params: Result<Query<ListQuery>, QueryRejection>,
+    QueryParams(params): QueryParams<ListQuery>,
 ) -> Result<Json<FriendPage>> {
-    let params = query(params)?;
     let states = match params.state.as_deref() {
         None | Some("") => vec![
             FriendState::Mutual,
@@ -582,9 +572,8 @@ async fn list(
 async fn blocks(
     State(state): State<Shared>,
     session: Session,
-    params: Result<Query<ListQuery>, QueryRejection>,
+    QueryParams(params): QueryParams<ListQuery>,
 ) -> Result<Json<FriendPage>> {
-    let params = query(params)?;
     let filter = doc! {"owner": &session.player, "state": stored(FriendState::Blocked)};
     Ok(Json(page(&state, filter, params.limit, params.cursor).await?))
 }
@@ -637,9 +626,8 @@ async fn mutual(
     State(state): State<Shared>,
     session: Session,
     Path(id): Path<String>,
-    params: Result<Query<LimitQuery>, QueryRejection>,
+    QueryParams(params): QueryParams<LimitQuery>,
 ) -> Result<Json<MutualFriends>> {
-    let params = query(params)?;
     let them = other_id(&session, &id)?;
     players::load_visible(&state, them).await?;
     // Someone who blocked the caller is invisible to them, as if absent.
@@ -677,9 +665,9 @@ async fn mutual(
 async fn suggestions(
     State(state): State<Shared>,
     session: Session,
-    params: Result<Query<LimitQuery>, QueryRejection>,
+    QueryParams(params): QueryParams<LimitQuery>,
 ) -> Result<Json<Suggestions>> {
-    let limit = query(params)?.limit.unwrap_or(10).clamp(1, MAX_SUGGESTIONS) as usize;
+    let limit = params.limit.unwrap_or(10).clamp(1, MAX_SUGGESTIONS) as usize;
     let me = session.player.as_str();
     let mutual = stored(FriendState::Mutual);
     let friends: Vec<String> = state

@@ -6,7 +6,7 @@
 //! - HTTP surface: [`auth`], [`profiles`], [`friends`], [`messages`], [`notifications`], [`realtime`]
 //!   (WebSocket, presence), [`matches`] (game-server reports), [`admin`] (bans);
 //! - rules: [`privacy`] (every cross-player check), [`session`] (who is calling);
-//! - plumbing: [`model`] (what is stored), [`migrations`], [`tokens`], [`passwords`], [`events`],
+//! - plumbing: [`extract`] (JSON bodies and queries), [`model`] (what is stored), [`migrations`], [`tokens`], [`passwords`], [`events`],
 //!   [`hub`], [`metrics`], [`openapi`], [`state`].
 
 pub mod admin;
@@ -14,6 +14,7 @@ pub mod args;
 pub mod auth;
 mod error;
 pub mod events;
+pub mod extract;
 pub mod friends;
 pub mod hub;
 pub mod matches;

@@ -13,8 +13,8 @@ use flotilla_storage::mongo::now_ms;
 
 use crate::error::{Error, Result};
 use crate::events;
+use crate::extract::JsonBody;
 use crate::model::{MatchPlayer, MatchResult, NotificationKind};
-use crate::profiles::JsonBody;
 use crate::session::{ServiceCaller, Session};
 use crate::state::Shared;
 

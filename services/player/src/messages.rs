@@ -9,9 +9,8 @@
 //! nobody can name a conversation that is not theirs. It stays readable after a block, since it is
 //! the reader's own.
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mongodb::bson::doc;
@@ -23,10 +22,10 @@ use flotilla_storage::rate_limit::{Decision, Limit};
 
 use crate::error::{Error, Result};
 use crate::events::{self, Event, MessageView};
+use crate::extract::{JsonBody, QueryParams};
 use crate::model::{Message, NotificationKind, ReadMarker, new_sortable_id};
 use crate::players;
 use crate::privacy;
-use crate::profiles::JsonBody;
 use crate::session::Session;
 use crate::state::Shared;
 
@@ -260,25 +259,6 @@ fn conversation(session: &Session, other: &str) -> Result<String> {
 
 fn marker_id(conversation: &str, reader: &str) -> String {
     format!("{conversation}/{reader}")
-}
-
-/// `Query<T>` whose rejection (a `limit` that is not a number, say) is this service's JSON 400 rather
-/// than axum's plain text. Used by the messages, notifications and presence handlers; its natural home
-/// is beside [`crate::profiles::JsonBody`], where every module could share it.
-pub struct QueryParams<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(value)) => Ok(QueryParams(value)),
-            Err(rejection) => Err(Error::BadRequest {
-                field: None,
-                message: rejection.body_text(),
-            }),
-        }
-    }
 }
 
 pub fn validate_body(body: &str) -> Result<()> {

@@ -13,8 +13,8 @@ use flotilla_storage::page::{PageRequest, SortKey};
 
 use crate::error::{Error, Result};
 use crate::events::NotificationView;
-use crate::messages::QueryParams;
-use crate::profiles::JsonBody;
+use crate::extract::JsonBody;
+use crate::extract::QueryParams;
 use crate::session::Session;
 use crate::state::Shared;
 

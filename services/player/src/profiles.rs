@@ -1,19 +1,18 @@
 //! Profiles: reading one's own and others' (as privacy allows), updating, searching, and deleting the
 //! account with its personal data. Also [`JsonBody`], the JSON extractor every handler uses.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use mongodb::bson::doc;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 use flotilla_storage::mongo::now_ms;
 
 use crate::auth;
 use crate::error::{Error, Result};
+use crate::extract::{JsonBody, QueryParams};
 use crate::model::Privacy;
 use crate::players::{self, OwnProfile, PublicProfile};
 use crate::privacy;
@@ -25,40 +24,6 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/players/me", get(own).patch(update).delete(delete_account))
         .route("/v1/players/search", get(search))
         .route("/v1/players/{id}", get(other))
-}
-
-/// `Json<T>` whose rejections (bad JSON, wrong content type, unknown fields) become this service's
-/// 400 answer, naming what was wrong.
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = Error;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(JsonBody(value)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(Error::BadRequest {
-                field: None,
-                message: "send Content-Type: application/json".into(),
-            }),
-            Err(JsonRejection::JsonDataError(e)) => Err(Error::BadRequest {
-                field: None,
-                message: e.body_text(),
-            }),
-            Err(JsonRejection::JsonSyntaxError(_)) => Err(Error::BadRequest {
-                field: None,
-                message: "request body is not valid JSON".into(),
-            }),
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Error::BadRequest {
-                field: None,
-                message: "request body is too large".into(),
-            }),
-            Err(rejection) => Err(Error::BadRequest {
-                field: None,
-                message: rejection.body_text(),
-            }),
-        }
-    }
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -157,7 +122,7 @@ struct SearchQuery {
 async fn search(
     State(state): State<Shared>,
     session: Session,
-    Query(query): Query<SearchQuery>,
+    QueryParams(query): QueryParams<SearchQuery>,
 ) -> Result<Json<Vec<PublicProfile>>> {
     let q = query.q.trim();
     if q.is_empty() || q.chars().count() > 64 {

@@ -46,8 +46,8 @@ use flotilla_storage::presence::PresenceEntry;
 
 use crate::error::{Error, Result};
 use crate::events::{self, Event};
+use crate::extract::QueryParams;
 use crate::hub::{self, Connection};
-use crate::messages::QueryParams;
 use crate::model::{Audience, FriendEdge, FriendState, new_id};
 use crate::players;
 use crate::privacy::{self, Relation};
