@@ -8,11 +8,13 @@
 # (taskset) and the load generator (services/player/benches/load.rs) pinned to core 1, which also
 # runs the databases. Prints, in one run: the service's bare HTTP rate on its core (GET /healthz, no
 # storage: the ceiling), the database's own rate for a login's reads and writes (the store
-# ceiling), logins/s with p50/p99, profile reads/s with the cache on and off, and idle WebSockets:
+# ceiling), logins/s with p50/p99 (then again with the service capped to a small CPU quota, so that
+# it and not the store is the bound), profile reads/s with the cache on and off, and idle WebSockets:
 # three replicas on core 0 (a process may hold at most `ulimit -Hn` descriptors here, 20,000)
 # with BENCH_SOCKETS each, their memory per connection and CPU while idle.
 #
 #   BENCH_SECONDS (10)  BENCH_CONCURRENCY (64)  BENCH_ACCOUNTS (1000)  BENCH_SOCKETS (19500)
+#   BENCH_LOGIN_CAP (3)  the capped login phase's CPU quota, in % of a core
 #   BENCH_ONLY=sockets|http  run only the socket phase, or only the HTTP phases
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -29,6 +31,7 @@ service=
 replicas=()
 cleanup() {
   [[ -n $service ]] && kill "$service" 2> /dev/null || true
+  [[ -n $cgroup ]] && { sleep 0.5; rmdir "$cgroup" 2> /dev/null || true; }
   for pid in "${replicas[@]}"; do kill "$pid" 2> /dev/null || true; done
   e2e/storage/down.sh --dir "$work/storage" > /dev/null || true
   rm -rf "$work"
@@ -64,12 +67,44 @@ start_service() {
   service=$BENCH_SERVICE_PID
 }
 
+# Caps process $1 at $2 % of one core with a CFS quota in a cgroup of its own (the mechanism behind
+# a Kubernetes CPU limit, with its default 100 ms period); `uncap_cpu` moves it back. Fails where
+# this machine lets no cpu controller be written (cgroup v1 or v2).
+cgroup=
+cap_cpu() {
+  local quota=$(( $2 * 1000 ))
+  if [[ -w /sys/fs/cgroup/cpu/cgroup.procs ]]; then
+    cgroup=/sys/fs/cgroup/cpu/flotilla-bench-$$
+    mkdir -p "$cgroup" && echo 100000 > "$cgroup/cpu.cfs_period_us" && echo "$quota" > "$cgroup/cpu.cfs_quota_us"
+  elif [[ -w /sys/fs/cgroup/cgroup.subtree_control ]]; then
+    cgroup=/sys/fs/cgroup/flotilla-bench-$$
+    echo +cpu > /sys/fs/cgroup/cgroup.subtree_control && mkdir -p "$cgroup" && echo "$quota 100000" > "$cgroup/cpu.max"
+  else
+    return 1
+  fi
+  echo "$1" > "$cgroup/cgroup.procs"
+}
+uncap_cpu() {
+  echo "$1" > "$(dirname "$cgroup")/cgroup.procs"
+  rmdir "$cgroup"
+  cgroup=
+}
+
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%F)"
 echo "service on core 0, load generator and databases on core 1"
 if [[ ${BENCH_ONLY:-} != sockets ]]; then
   start_service 300 1
   taskset -c 1 "$load" ceiling
   taskset -c 1 "$load" logins
+  # Under a quota the service always has work queued when it runs, as a saturated core would, so
+  # rate / quota is what one busy core does (a lower bound: it may use less than its quota).
+  cap=${BENCH_LOGIN_CAP:-3}
+  if cap_cpu "$service" "$cap"; then
+    BENCH_CPU_CAP=$cap BENCH_LABEL="device logins, service capped at $cap % of a core" taskset -c 1 "$load" logins
+    uncap_cpu "$service"
+  else
+    echo "device logins, capped: skipped (no writable cgroup cpu controller here)"
+  fi
   taskset -c 1 "$load" store
   BENCH_LABEL="profile reads, cached" taskset -c 1 "$load" reads
   start_service 0 2

@@ -4,7 +4,7 @@
 //! - `ceiling`: GET /healthz on the ops port — the same process's HTTP rate with no storage behind
 //!   it, the physical limit the other phases are compared with;
 //! - `logins`: device-id sign-ins of existing accounts (identity read, profile read, refresh-token
-//!   write, two rate-limit checks, a JWT signature);
+//!   write, one rate-limit check of account and address, a JWT signature);
 //! - `reads`: GET /v1/players/{id} of other players (cached or not: the service's setting);
 //! - `store`: the database's own rate for what a login asks of it (one read by id, one insert),
 //!   straight from the driver: the ceiling for logins;
@@ -27,6 +27,8 @@ struct Options {
     accounts: usize,
     sockets: usize,
     service_pid: u32,
+    /// The service's CPU quota in % of a core, when bench.sh capped it.
+    cpu_cap: Option<f64>,
 }
 
 fn options() -> Options {
@@ -42,6 +44,9 @@ fn options() -> Options {
         accounts: var("BENCH_ACCOUNTS", "1000").parse().expect("BENCH_ACCOUNTS"),
         sockets: var("BENCH_SOCKETS", "20000").parse().expect("BENCH_SOCKETS"),
         service_pid: var("BENCH_SERVICE_PID", "0").parse().expect("BENCH_SERVICE_PID"),
+        cpu_cap: std::env::var("BENCH_CPU_CAP")
+            .ok()
+            .map(|cap| cap.parse().expect("BENCH_CPU_CAP")),
     }
 }
 
@@ -151,11 +156,12 @@ where
             .copied()
     };
     let rate = latencies.len() as f64 / elapsed;
-    // What one fully busy service core would do, if what it waits on kept up.
-    let per_core = if service_cpu > 0.01 {
-        format!("{:.0}/s", rate / service_cpu)
-    } else {
-        "n/a".into()
+    // What one fully busy service core would do, if what it waits on kept up. Under a CPU quota
+    // (bench.sh's capped phase) the quota is the most the service used: rate / quota.
+    let per_core = match options.cpu_cap {
+        Some(cap) => format!("{:.0}/s (rate / {cap} % quota)", rate / (cap / 100.0)),
+        None if service_cpu > 0.01 => format!("{:.0}/s", rate / service_cpu),
+        None => "n/a".into(),
     };
     println!(
         "{label}: {rate:.0}/s ok over {elapsed:.1} s ({} ok, {failures} failed), concurrency {}, p50 {:.2} ms, \
@@ -183,7 +189,8 @@ async fn logins(options: &Options) {
     let http = client(options.concurrency);
     let url = format!("http://{}/v1/auth/device", options.api);
     let accounts = options.accounts;
-    drive("device logins (existing accounts)", options, move |worker, n| {
+    let label = std::env::var("BENCH_LABEL").unwrap_or_else(|_| "device logins (existing accounts)".into());
+    drive(&label, options, move |worker, n| {
         let i = (worker * 7919 + n as usize * 104_729) % accounts;
         let request = http.post(&url).json(&json!({"id": device(i)})).send();
         async move { matches!(request.await, Ok(r) if r.status().is_success()) }

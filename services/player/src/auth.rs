@@ -19,7 +19,7 @@ use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 
 use flotilla_storage::mongo::now_ms;
-use flotilla_storage::rate_limit::{Decision, Limit};
+use flotilla_storage::rate_limit::Check;
 
 use crate::error::{Error, Result};
 use crate::events::{self, Event};
@@ -136,7 +136,7 @@ async fn register_email(
     address: ClientAddress,
     JsonBody(body): JsonBody<EmailRegistration>,
 ) -> Result<(StatusCode, Json<Tokens>)> {
-    limit_address(&state, &address).await?;
+    limit_sign_in(&state, &address, None).await?;
     let email = normalize_email(&body.email)?;
     validate_password(&body.password)?;
     players::validate_username(&body.username)?;
@@ -165,16 +165,9 @@ async fn login_email(
     address: ClientAddress,
     JsonBody(body): JsonBody<EmailLogin>,
 ) -> Result<Json<Tokens>> {
-    limit_address(&state, &address).await?;
     let email = normalize_email(&body.email)?;
     let identity_id = Method::Email.identity_id(&email);
-    limit(
-        &state,
-        "login-account",
-        &identity_id,
-        state.config.login_per_account,
-    )
-    .await?;
+    limit_sign_in(&state, &address, Some(&identity_id)).await?;
     let identity = state.identities.get(&identity_id).await?;
     // An unknown email costs one hash verification too, so timing does not reveal which emails exist.
     let stored = match &identity {
@@ -213,16 +206,9 @@ async fn login_by_id(
     method: Method,
     body: IdLogin,
 ) -> Result<(StatusCode, Json<Tokens>)> {
-    limit_address(&state, &address).await?;
     validate_id(method, &body.id)?;
     let identity_id = method.identity_id(&body.id);
-    limit(
-        &state,
-        "login-account",
-        &identity_id,
-        state.config.login_per_account,
-    )
-    .await?;
+    limit_sign_in(&state, &address, Some(&identity_id)).await?;
     if let Some(identity) = state.identities.get(&identity_id).await? {
         let player = signed_in_player(&state, &identity.player, method.as_str()).await?;
         record_login(&state, method.as_str(), "ok");
@@ -277,7 +263,7 @@ async fn refresh(
     JsonBody(body): JsonBody<RefreshRequest>,
 ) -> Result<Json<Tokens>> {
     const REFUSED: Error = Error::Unauthenticated("refresh token is invalid or expired");
-    limit_address(&state, &address).await?;
+    limit_sign_in(&state, &address, None).await?;
     if body.refresh_token.len() > 128 {
         return Err(REFUSED);
     }
@@ -499,28 +485,23 @@ pub async fn revoke_all(state: &Shared, player: &str, reason: &str) -> Result<()
     .await
 }
 
-async fn limit_address(state: &Shared, address: &ClientAddress) -> Result<()> {
-    match address.0 {
-        Some(ip) => {
-            limit(
-                state,
-                "login-address",
-                &ip.to_string(),
-                state.config.login_per_address,
-            )
-            .await
-        }
-        None => Ok(()),
-    }
-}
-
-async fn limit(state: &Shared, bucket: &'static str, key: &str, limit: Limit) -> Result<()> {
-    match state.limiter.check(bucket, key, limit).await? {
-        Decision::Allowed { .. } => Ok(()),
-        Decision::Limited { retry_after } => Err(Error::RateLimited {
-            retry_after_secs: retry_after.as_secs(),
-        }),
-    }
+/// Counts a sign-in attempt against its address's limit (when the address is known) and its
+/// account's (when there is one), in one Redis round trip: refused by either, it counts against
+/// neither.
+async fn limit_sign_in(state: &Shared, address: &ClientAddress, account: Option<&str>) -> Result<()> {
+    let ip = address.0.map(|ip| ip.to_string());
+    let address = ip.as_deref().map(|ip| Check {
+        bucket: "login-address",
+        key: ip,
+        limit: state.config.login_per_address,
+    });
+    let account = account.map(|account| Check {
+        bucket: "login-account",
+        key: account,
+        limit: state.config.login_per_account,
+    });
+    let checks: Vec<Check<'_>> = address.into_iter().chain(account).collect();
+    state.limit(&checks).await
 }
 
 fn record_login(state: &Shared, method: &'static str, result: &'static str) {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use flotilla_storage::mongo::now_ms;
 use flotilla_storage::page::{PageRequest, SortKey};
-use flotilla_storage::rate_limit::{Decision, Limit};
+use flotilla_storage::rate_limit::{Check, Limit};
 
 use crate::error::{Error, Result};
 use crate::events::{self, Event, MessageView};
@@ -98,15 +98,13 @@ async fn send(
     validate_body(&new.body)?;
     let me = session.player.as_str();
     // Before the lookups, so refused attempts (probing who accepts messages) are counted too.
-    if let Decision::Limited { retry_after } = state
-        .limiter
-        .check("messages", &state.key(me), SEND_LIMIT)
-        .await?
-    {
-        return Err(Error::RateLimited {
-            retry_after_secs: retry_after.as_secs(),
-        });
-    }
+    state
+        .limit(&[Check {
+            bucket: "messages",
+            key: &state.key(me),
+            limit: SEND_LIMIT,
+        }])
+        .await?;
     let target = players::load_visible(&state, &id).await?;
     privacy::check_can_message(&state, me, &target).await?;
     let now = now_ms();

@@ -9,12 +9,12 @@ use flotilla_storage::model::Store;
 use flotilla_storage::mongo::{Mongo, MongoOptions};
 use flotilla_storage::presence::Presence;
 use flotilla_storage::pubsub::Bus;
-use flotilla_storage::rate_limit::{Limit, RateLimiter};
+use flotilla_storage::rate_limit::{Check, Decision, Limit, RateLimiter};
 use flotilla_storage::search::PlayerSearch;
 use prometheus_client::registry::Registry;
 
 use crate::args::StorageArgs;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::model::{
@@ -130,6 +130,18 @@ impl AppState {
             metrics: Metrics::register(registry),
             namespace,
             mongo,
+        }
+    }
+
+    /// Counts an attempt against every limit in `checks` (one Redis round trip), refusing it with
+    /// a 429 and its retry delay if any limit is reached.
+    pub async fn limit(&self, checks: &[Check<'_>]) -> Result<()> {
+        match self.limiter.check_all(checks).await? {
+            Decision::Allowed { .. } => Ok(()),
+            // Rounded up: a client that waits the advertised whole seconds is admitted.
+            Decision::Limited { retry_after } => Err(Error::RateLimited {
+                retry_after_secs: u64::try_from(retry_after.as_millis().div_ceil(1000)).unwrap_or(u64::MAX),
+            }),
         }
     }
 

@@ -28,6 +28,15 @@ pub struct Limit {
     pub window: Duration,
 }
 
+/// One limit an attempt is counted against: `key`'s attempts in `bucket` (one bucket per kind of
+/// action, each with its own limit).
+#[derive(Clone, Copy, Debug)]
+pub struct Check<'a> {
+    pub bucket: &'static str,
+    pub key: &'a str,
+    pub limit: Limit,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Admitted; `remaining` more attempts would be admitted right now.
@@ -36,21 +45,37 @@ pub enum Decision {
     Limited { retry_after: Duration },
 }
 
-/// KEYS[1] the key's arrival time (µs); ARGV[1] the emission interval, ARGV[2] the burst allowance
-/// (max × interval), both µs. Returns {1, remaining} or {0, µs until allowed}.
+/// KEYS[i] each key's arrival time (µs); ARGV[2i-1] its emission interval and ARGV[2i] its burst
+/// allowance (max × interval), both µs. Every key is checked before any is written, so an attempt
+/// refused by one limit counts against none. Returns {1, fewest remaining} or {0, µs until every
+/// limit allows}.
 static CHECK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local ahead = tat + interval - now
-if ahead > burst then return {0, ahead - burst} end
-redis.call('SET', KEYS[1], string.format('%.0f', now + ahead), 'PX', math.ceil(ahead / 1000))
-return {1, math.floor((burst - ahead) / interval)}
+local aheads = {}
+local wait = 0
+local remaining = nil
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  local ahead = tat + interval - now
+  aheads[i] = ahead
+  if ahead > burst then
+    wait = math.max(wait, ahead - burst)
+  else
+    local left = math.floor((burst - ahead) / interval)
+    if remaining == nil or left < remaining then remaining = left end
+  end
+end
+if wait > 0 then return {0, wait} end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, string.format('%.0f', now + aheads[i]), 'PX', math.ceil(aheads[i] / 1000))
+end
+return {1, remaining}
 ",
     )
 });
@@ -79,24 +104,42 @@ impl RateLimiter {
     /// Counts an attempt by `key` against `limit` in `bucket` (one bucket per kind of action, each
     /// with its own limit), if it is admitted.
     pub async fn check(&self, bucket: &'static str, key: &str, limit: Limit) -> Result<Decision> {
-        let window = u64::try_from(limit.window.as_micros())
-            .unwrap_or(u64::MAX)
-            .min(MAX_MICROS);
-        if limit.max == 0 {
-            return Ok(Decision::Limited {
-                retry_after: Duration::from_micros(window),
-            });
+        self.check_all(&[Check { bucket, key, limit }]).await
+    }
+
+    /// Counts one attempt against several limits at once (a sign-in against its account and its
+    /// address, say), in one round trip: it is admitted only if every limit admits it, and then
+    /// counts against each; if any refuses it counts against none.
+    pub async fn check_all(&self, checks: &[Check<'_>]) -> Result<Decision> {
+        let mut script = CHECK.prepare_invoke();
+        // A limit of zero refuses without asking Redis; the longest such window is the wait.
+        let mut refused: Option<Duration> = None;
+        for check in checks {
+            let window = u64::try_from(check.limit.window.as_micros())
+                .unwrap_or(u64::MAX)
+                .min(MAX_MICROS);
+            if check.limit.max == 0 {
+                refused = refused.max(Some(Duration::from_micros(window)));
+                continue;
+            }
+            // Rounded up, so the limit errs on the strict side by at most a microsecond per attempt.
+            let interval = window.div_ceil(u64::from(check.limit.max)).max(1);
+            let burst = interval
+                .saturating_mul(u64::from(check.limit.max))
+                .min(MAX_MICROS);
+            script
+                .key(Self::key(check.bucket, check.key))
+                .arg(interval)
+                .arg(burst);
         }
-        // Rounded up, so the limit errs on the strict side by at most a microsecond per attempt.
-        let interval = window.div_ceil(u64::from(limit.max)).max(1);
-        let burst = interval.saturating_mul(u64::from(limit.max)).min(MAX_MICROS);
+        if let Some(retry_after) = refused {
+            return Ok(Decision::Limited { retry_after });
+        }
+        if checks.is_empty() {
+            return Ok(Decision::Allowed { remaining: u32::MAX });
+        }
         let mut redis = self.redis.clone();
-        let (allowed, value): (i64, i64) = CHECK
-            .key(Self::key(bucket, key))
-            .arg(interval)
-            .arg(burst)
-            .invoke_async(&mut redis)
-            .await?;
+        let (allowed, value): (i64, i64) = script.invoke_async(&mut redis).await?;
         let value = u64::try_from(value).unwrap_or(0);
         Ok(if allowed == 1 {
             Decision::Allowed {

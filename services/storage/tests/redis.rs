@@ -15,7 +15,7 @@ use flotilla_storage::{
     cache::{Cache, CacheMetrics},
     presence::{Presence, PresenceEntry},
     pubsub::{Bus, Message},
-    rate_limit::{Decision, Limit, RateLimiter},
+    rate_limit::{Check, Decision, Limit, RateLimiter},
 };
 use futures::{Stream, StreamExt};
 use prometheus_client::registry::Registry;
@@ -611,6 +611,65 @@ async fn concurrent_attempts_from_many_replicas_admit_exactly_max() {
         }
     }
     assert_eq!(allowed, 10);
+}
+
+#[tokio::test]
+async fn an_attempt_against_several_limits_counts_against_all_or_none() {
+    let limiter = RateLimiter::new(redis().await);
+    let (account, address) = (leak(unique("account")), leak(unique("address")));
+    let tight = Limit {
+        max: 1,
+        window: Duration::from_secs(60),
+    };
+    let loose = Limit {
+        max: 3,
+        window: Duration::from_secs(60),
+    };
+    let both = |who: &'static str| {
+        [
+            Check {
+                bucket: account,
+                key: who,
+                limit: tight,
+            },
+            Check {
+                bucket: address,
+                key: "192.0.2.1",
+                limit: loose,
+            },
+        ]
+    };
+
+    assert_eq!(
+        limiter.check_all(&both("frank")).await.expect("check"),
+        Decision::Allowed { remaining: 0 },
+        "the fewest remaining of the two"
+    );
+    for _ in 0..3 {
+        assert!(matches!(
+            limiter.check_all(&both("frank")).await.expect("check"),
+            Decision::Limited { .. }
+        ));
+    }
+    // The account limit refused those three, so the address limit did not count them: one of its
+    // three has been used, two remain.
+    assert_eq!(
+        limiter.check(address, "192.0.2.1", loose).await.expect("check"),
+        Decision::Allowed { remaining: 1 }
+    );
+    assert_eq!(
+        limiter.check_all(&both("grace")).await.expect("check"),
+        Decision::Allowed { remaining: 0 }
+    );
+    let Decision::Limited { retry_after } = limiter.check_all(&both("heidi")).await.expect("check") else {
+        panic!("the address limit is spent");
+    };
+    assert!(retry_after > Duration::from_secs(10), "{retry_after:?}");
+    assert_eq!(
+        limiter.check(account, "heidi", tight).await.expect("check"),
+        Decision::Allowed { remaining: 0 },
+        "refused by the address limit, the attempt did not count against heidi's account"
+    );
 }
 
 #[tokio::test]
