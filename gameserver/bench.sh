@@ -50,6 +50,10 @@ PY
 
 echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(date -u +%F)"
 
+# Other load skews every number below: say how busy the machine was just before the runs.
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; }
+read -r busy1 total1 < <(busy); sleep 1; read -r busy2 total2 < <(busy)
+echo "== other load before the runs: $(( 100 * (busy2 - busy1) / (total2 - total1) )) % of all cores over 1 s"
 echo "== raw UDP ceiling: one core receiving, one sending (100-byte datagrams)"
 port=$(free_port)
 taskset -c 0 "$bin/bench-udp" recv "127.0.0.1:$port" 5 > "$work/udp" &
@@ -66,16 +70,19 @@ taskset -c 0 "$bin/examples/tick-bench" 1000 900
 public=$("$bin/flotilla-bots" --write-key "$work/key.der")
 clk=$(getconf CLK_TCK)
 printf '\n%-8s %-10s %-10s %-10s %-12s %-12s %-12s %-8s %-10s %-10s %-10s\n' players tick_p50 tick_p99 budget% cpu_core% cpu_us/pl/s bytes_in/pl bytes_out/pl loss lat_p50 lat_p99
-for n in "${counts[@]}"; do
+for run in "${!counts[@]}"; do
+  n=${counts[$run]}
+  # One log per run: a count given twice must not read the previous server's fingerprint.
+  log=$work/server-$run.log
   port=$(free_port) metrics=$(free_port)
   RUST_LOG=info taskset -c 0 "$bin/flotilla-gameserver" --address 127.0.0.1 --port "$port" \
     --metrics-port "$metrics" --name bench --token-keys "$public" --standalone-session bench \
     --max-players $((n + 10)) --match-seconds 3600 --arena-metres "$(python3 -c "import math; print(max(100, int(math.sqrt($n * 40))))")" \
-    > "$work/server-$n.log" 2>&1 &
+    > "$log" 2>&1 &
   server=$!
   pids+=("$server")
-  for _ in $(seq 50); do grep -q fingerprint "$work/server-$n.log" && break; sleep 0.1; done
-  fingerprint=$(sed -nE 's/.*fingerprint=([0-9a-f]{64}).*/\1/p' "$work/server-$n.log" | head -1)
+  for _ in $(seq 50); do grep -qs fingerprint "$log" && break; sleep 0.1; done
+  fingerprint=$(sed -nE 's/.*fingerprint=([0-9a-f]{64}).*/\1/p' "$log" | head -1)
   taskset -c 1 "$bin/flotilla-bots" --addr "127.0.0.1:$port" --fingerprint "$fingerprint" \
     --signing-key "$work/key.der" --server bench --session bench --players "$n" \
     --seconds "$seconds" > "$work/bots" 2>&1 &

@@ -34,13 +34,13 @@ struct Args {
     #[arg(long)]
     fleet: Option<String>,
     /// A token for the allocation API (audience flotilla.dev/allocation).
-    #[arg(long, required_unless_present = "client_cert")]
+    #[arg(long, requires = "allocation_url", conflicts_with = "client_cert")]
     token_file: Option<PathBuf>,
     /// CA certificate (PEM) the allocation API's certificate must chain to.
     #[arg(long)]
     ca_file: Option<PathBuf>,
     /// Client certificate (PEM) for mTLS with the allocation API, instead of a token.
-    #[arg(long, requires = "client_key")]
+    #[arg(long, requires_all = ["client_key", "allocation_url"])]
     client_cert: Option<PathBuf>,
     #[arg(long, requires = "client_cert")]
     client_key: Option<PathBuf>,
@@ -122,6 +122,9 @@ fn tokens(args: &Args) -> Result<Vec<String>, String> {
 /// fingerprint and a token per bot.
 async fn allocate(args: &Args, url: &str) -> Result<(SocketAddr, String, Vec<String>), String> {
     let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()));
+    if args.token_file.is_none() && args.client_cert.is_none() {
+        return Err("--allocation-url needs --token-file or --client-cert".into());
+    }
     let mut options = ClientOptions::default();
     if let Some(path) = &args.token_file {
         options.token = Some(String::from_utf8_lossy(&read(path)?).into_owned());
@@ -231,5 +234,41 @@ async fn main() -> ExitCode {
             eprintln!("flotilla-bots: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Args;
+
+    fn parse(line: &str) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("flotilla-bots").chain(line.split_whitespace()))
+    }
+
+    #[test]
+    fn direct_mode_needs_no_allocation_credential() {
+        let args = parse(
+            "--addr 127.0.0.1:7777 --fingerprint ab --signing-key k.der --server s --session x --players 5",
+        )
+        .expect("direct mode parses");
+        assert_eq!(args.players, 5);
+        assert!(args.token_file.is_none());
+    }
+
+    #[test]
+    fn allocation_mode_takes_a_token_or_a_client_certificate() {
+        parse("--allocation-url https://a --fleet f --token-file t").expect("with a token");
+        parse("--allocation-url https://a --fleet f --client-cert c --client-key k").expect("with mTLS");
+        assert!(
+            parse("--allocation-url https://a --fleet f --token-file t --client-cert c --client-key k")
+                .is_err()
+        );
+        assert!(parse("--addr 127.0.0.1:7777 --fingerprint ab --token-file t").is_err());
+        assert!(
+            parse("--allocation-url https://a --token-file t").is_err(),
+            "needs --fleet"
+        );
     }
 }
