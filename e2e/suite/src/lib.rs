@@ -228,24 +228,6 @@ impl Operator {
         let log = std::fs::File::create(logs.join(format!("operator-{namespace}.log")))
             .map_err(|e| io("log", e))?;
         let log_err = log.try_clone().map_err(|e| io("log", e))?;
-        // Below the kernel's ephemeral range (32768-60999): a port taken from that range is
-        // soon reused as the local port of one of the many outgoing connections on this
-        // machine, and the operator's bind then fails.
-        let free_port = || {
-            use std::hash::{BuildHasher, Hasher};
-            for _ in 0..100 {
-                let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-                hasher.write_u32(std::process::id());
-                let port = 20_000 + (hasher.finish() % 12_000) as u16;
-                if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-                    return Ok(port);
-                }
-            }
-            Err(io(
-                "free port",
-                std::io::Error::other("no free port in 20000-31999"),
-            ))
-        };
         let (port, metrics_port, allocation_port) = (free_port()?, free_port()?, free_port()?);
         let sdk_url = format!("http://127.0.0.1:{port}");
         let metrics_url = format!("http://127.0.0.1:{metrics_port}");
@@ -281,6 +263,124 @@ impl Operator {
     /// The operator's process id, to kill it like a crash would.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+}
+
+/// A free loopback port, below the kernel's ephemeral range (32768-60999): a port taken from that
+/// range is soon reused as the local port of one of the many outgoing connections on this
+/// machine, and a server's later bind then fails.
+pub fn free_port() -> Result<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..100 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let port = 20_000 + (hasher.finish() % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(failure("free port", "no free port in 20000-31999"))
+}
+
+/// The player service (`flotilla-player serve`, the debug build) as a local process on the
+/// storage servers `./x test` started (`FLOTILLA_MONGO_URL`, `_REDIS_URL`, `_OPENSEARCH_URL`),
+/// with a database and key prefix of its own. Pods are local processes too, so game servers
+/// reach it on its loopback URL.
+pub struct PlayerService {
+    /// Killed when the fixture is dropped.
+    _child: tokio::process::Child,
+    /// `http://127.0.0.1:port`, the HTTP API.
+    pub url: String,
+    /// What game servers present to report match results.
+    pub service_key: String,
+}
+
+impl PlayerService {
+    pub async fn start(name: &str) -> Result<Self> {
+        for var in [
+            "FLOTILLA_MONGO_URL",
+            "FLOTILLA_REDIS_URL",
+            "FLOTILLA_OPENSEARCH_URL",
+        ] {
+            if std::env::var(var).is_err() {
+                return Err(failure(
+                    var,
+                    "not set: start the storage servers with e2e/storage/up.sh and load its env, as ./x test does",
+                ));
+            }
+        }
+        let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+        let binary = format!("{target}/debug/flotilla-player");
+        let key = tokio::process::Command::new(&binary)
+            .arg("generate-token-key")
+            .output()
+            .await
+            .map_err(|e| failure(&binary, e))?;
+        let token_key = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+        let logs = std::path::Path::new(&target).join("e2e-logs");
+        std::fs::create_dir_all(&logs).map_err(|e| failure("e2e-logs", e))?;
+        let log =
+            std::fs::File::create(logs.join(format!("player-{name}.log"))).map_err(|e| failure("log", e))?;
+        let log_err = log.try_clone().map_err(|e| failure("log", e))?;
+        let (port, metrics_port) = (free_port()?, free_port()?);
+        let service_key = format!("e2e-service-key-{name}");
+        let database = name.replace('-', "_");
+        let child = tokio::process::Command::new(&binary)
+            .arg("serve")
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args([
+                "--migrate",
+                "true",
+                "--database",
+                &database,
+                "--namespace",
+                &database,
+            ])
+            .args(["--token-key", &token_key, "--service-key", &service_key])
+            .env("RUST_LOG", "info")
+            .stdout(log)
+            .stderr(log_err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| failure(&binary, e))?;
+        let ready = format!("http://127.0.0.1:{metrics_port}/readyz");
+        let http = reqwest::Client::new();
+        eventually(
+            Duration::from_secs(60),
+            "the player service to be ready",
+            || async {
+                Ok(http
+                    .get(&ready)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                    .then_some(()))
+            },
+        )
+        .await?;
+        Ok(Self {
+            _child: child,
+            url: format!("http://127.0.0.1:{port}"),
+            service_key,
+        })
+    }
+
+    /// Signs in by device id, creating the account: the player's id and access token.
+    pub async fn sign_in(&self, device: &str) -> Result<(String, String)> {
+        let body: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/v1/auth/device", self.url))
+            .json(&serde_json::json!({"id": device}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let field = |value: &serde_json::Value| value.as_str().map(str::to_owned);
+        match (field(&body["player"]["id"]), field(&body["accessToken"])) {
+            (Some(id), Some(token)) => Ok((id, token)),
+            _ => Err(failure("device sign-in", body)),
+        }
     }
 }
 

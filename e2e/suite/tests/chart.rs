@@ -116,6 +116,10 @@ async fn the_chart_lints_renders_least_privilege_rbac_and_rejects_bad_values() -
         ("player.namespace=Players", "/player/namespace"),
         // The storage URLs have no default: the template names the first one missing.
         ("player.enabled=true", "player.mongo.url is required"),
+        (
+            "player.enabled=true,player.storageSecret=urls,player.redis.url=redis://r:6379/",
+            "player.redis.url and player.storageSecret are both set",
+        ),
     ] {
         let output = helm(&[
             "install",
@@ -215,6 +219,44 @@ async fn player_templates(chart: &str, version: &str) -> TestResult {
         let from = &var["valueFrom"]["secretKeyRef"];
         assert_eq!(from["name"], "flotilla-player", "{var}");
         assert_eq!(from["key"], key, "{var}");
+    }
+
+    for name in [
+        "FLOTILLA_MONGO_URL",
+        "FLOTILLA_REDIS_URL",
+        "FLOTILLA_OPENSEARCH_URL",
+    ] {
+        let var = env.iter().find(|e| e["name"] == name);
+        assert!(
+            var.is_some_and(|v| v["value"].is_string()),
+            "{name} from values: {var:?}"
+        );
+    }
+    // With player.storageSecret the URLs, which may carry passwords, come from that Secret.
+    let with_secret = [
+        &[
+            "template",
+            RELEASE,
+            chart,
+            "-n",
+            NAMESPACE,
+            "--kube-version",
+            version,
+        ],
+        &PLAYER_VALUES[..2],
+        &["--set", "player.storageSecret=storage-urls"],
+    ]
+    .concat();
+    let rendered = helm_ok(&with_secret).await?;
+    for (name, key) in [
+        ("FLOTILLA_MONGO_URL", "mongo-url"),
+        ("FLOTILLA_REDIS_URL", "redis-url"),
+        ("FLOTILLA_OPENSEARCH_URL", "opensearch-url"),
+    ] {
+        let expected = format!(
+            "- name: {name}\n              valueFrom: {{secretKeyRef: {{name: storage-urls, key: {key}}}}}"
+        );
+        assert!(rendered.contains(&expected), "{name} from the Secret: {rendered}");
     }
 
     let account = find("ServiceAccount", "flotilla-player")?;

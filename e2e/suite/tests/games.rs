@@ -1,6 +1,8 @@
 //! The reference QUIC game server in a fleet on the local cluster: it becomes Ready through the
-//! SDK, an allocation starts a session, bots join with signed tokens and play the match, and
-//! the server then returns to Ready or shuts down; a match survives the death of its server.
+//! SDK, an allocation starts a session, bots join with signed tokens and play the match, the
+//! server reports the results to the player service (a real one, on the storage servers `./x
+//! test` starts) and then returns to Ready or shuts down; a match survives the death of its
+//! server.
 //!
 //! Until the allocation API exists (issue 5), the test plays the allocator: it commits the
 //! allocation to a Ready server's status with a resourceVersion precondition and signs the
@@ -13,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use flotilla_api::connection_token::{ConnectionClaims, TokenSigner};
 use flotilla_api::{GameServer, GameServerFleet, GameServerState};
 use flotilla_e2e::{Operator, TestNamespace};
-use flotilla_e2e::{Redis, Result, eventually, install_crds, manifest};
+use flotilla_e2e::{PlayerService, Redis, Result, eventually, install_crds, manifest};
 use flotilla_gameserver::bots::{self, BotConfig};
 use flotilla_gameserver::client::{self, GameClient};
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
@@ -203,6 +205,16 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
 
 #[tokio::test]
 async fn bots_play_a_match_on_an_allocated_server_which_then_returns_to_ready() -> TestResult {
+    // The players are real accounts of a real player service, to which the server reports the
+    // match with the service key.
+    let run = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let players = PlayerService::start(&format!("game-match-{run}")).await?;
+    let mut accounts = Vec::new();
+    for name in ["ann", "ben", "cat"] {
+        accounts.push(players.sign_in(&format!("device-{name}-{run}")).await?);
+    }
     let fleet = GameFleet::start(
         "game-match",
         2,
@@ -210,6 +222,8 @@ async fn bots_play_a_match_on_an_allocated_server_which_then_returns_to_ready() 
             ("FLOTILLA_MATCH_SECONDS", "4"),
             ("FLOTILLA_MIN_PLAYERS", "3"),
             ("FLOTILLA_AFTER_MATCH", "ready"),
+            ("FLOTILLA_PLAYER_SERVICE_URL", &players.url),
+            ("FLOTILLA_PLAYER_SERVICE_KEY", &players.service_key),
         ],
     )
     .await?;
@@ -232,9 +246,9 @@ async fn bots_play_a_match_on_an_allocated_server_which_then_returns_to_ready() 
     fleet.allocate(&chosen, "match-1").await?;
     let server = fleet.session_started(&name, "match-1").await?;
 
-    let tokens = ["ann", "ben", "cat"]
+    let tokens = accounts
         .iter()
-        .map(|p| fleet.token(&name, "match-1", p))
+        .map(|(player, _)| fleet.token(&name, "match-1", player))
         .collect::<Result<Vec<_>>>()?;
     let report = bots::run(BotConfig {
         addr: quic_addr(&server)?,
@@ -268,6 +282,28 @@ async fn bots_play_a_match_on_an_allocated_server_which_then_returns_to_ready() 
     let results: serde_json::Value =
         serde_json::from_str(&back.annotations()["sdk.flotilla.dev/match-results"]).map_err(game)?;
     assert_eq!(results.as_array().map(Vec::len), Some(3), "{results}");
+
+    // The player service counted the match for each player, and a win for the best score(s).
+    let scores: Vec<(String, u64)> = results
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| Some((r["player"].as_str()?.to_owned(), r["score"].as_u64()?)))
+        .collect();
+    let best = scores.iter().map(|(_, score)| *score).max().unwrap_or_default();
+    let (_, reader) = &accounts[0];
+    let http = reqwest::Client::new();
+    for (player, _) in &accounts {
+        let score = scores.iter().find(|(p, _)| p == player).map(|(_, s)| *s);
+        assert!(score.is_some(), "{player} is missing from the results {results}");
+        let expected = json!({"matches": 1, "wins": u64::from(score == Some(best))});
+        let url = format!("{}/v1/players/{player}/stats", players.url);
+        eventually(WAIT, &format!("{player}'s stats to count the match"), || async {
+            let stats: serde_json::Value = http.get(&url).bearer_auth(reader).send().await?.json().await?;
+            Ok((stats == expected).then_some(()))
+        })
+        .await?;
+    }
     fleet.ns.delete().await
 }
 

@@ -1,7 +1,7 @@
 //! The player service as the Helm chart installs it on the local cluster: `player.enabled=true`
 //! with the storage URLs `./x test` exports (FerretDB, Redis and OpenSearch from
 //! `e2e/storage/up.sh`; pods are local processes on 127.x.y.z, so they reach those loopback
-//! URLs). Two replicas serve players through the `flotilla-player` Service's ClusterIP, which
+//! URLs), read from a Secret (`player.storageSecret`). Two replicas serve players through the `flotilla-player` Service's ClusterIP, which
 //! the pod runner's service proxy relays, one connection to each ready pod in turn. A game
 //! server reports a match with the service key from the Secret the chart generated; an upgrade
 //! rolls the pods but keeps the Secret, so an access token issued before it still works; an
@@ -17,8 +17,8 @@ use flotilla_e2e::{
     Result, chart_dir, client, eventually, failure, helm_ok, helm_uninstall, is_ready, pod_ip,
 };
 use futures::FutureExt;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
-use kube::api::ListParams;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -41,6 +41,9 @@ fn storage_url(name: &str) -> String {
     })
 }
 
+/// The Secret the storage URLs come from (`player.storageSecret`): URLs may carry passwords.
+const STORAGE_SECRET: &str = "flotilla-player-storage";
+
 /// The chart's values for this test: its own database and key prefix, so runs never share data,
 /// and one operator replica (the operator is not what is tested here).
 fn values(suffix: &str) -> Value {
@@ -48,12 +51,38 @@ fn values(suffix: &str) -> Value {
         "operator": {"replicas": 1},
         "player": {
             "enabled": true,
-            "mongo": {"url": storage_url("FLOTILLA_MONGO_URL"), "database": format!("chart{suffix}")},
-            "redis": {"url": storage_url("FLOTILLA_REDIS_URL")},
-            "opensearch": {"url": storage_url("FLOTILLA_OPENSEARCH_URL")},
+            "storageSecret": STORAGE_SECRET,
+            "mongo": {"database": format!("chart{suffix}")},
             "namespace": format!("chart{suffix}"),
         },
     })
+}
+
+/// The namespace and, in it, the Secret with the storage URLs, as an operator of the platform
+/// would create them before installing.
+async fn storage_secret(client: &Client) -> TestResult {
+    let apply = PatchParams::apply("flotilla-e2e").force();
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            NAMESPACE,
+            &apply,
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})),
+        )
+        .await?;
+    let secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": STORAGE_SECRET, "namespace": NAMESPACE},
+        "stringData": {
+            "mongo-url": storage_url("FLOTILLA_MONGO_URL"),
+            "redis-url": storage_url("FLOTILLA_REDIS_URL"),
+            "opensearch-url": storage_url("FLOTILLA_OPENSEARCH_URL"),
+        },
+    });
+    Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+        .patch(STORAGE_SECRET, &apply, &Patch::Apply(secret))
+        .await?;
+    Ok(())
 }
 
 /// The player API through one base URL, a new connection per request: the service proxy picks
@@ -236,6 +265,7 @@ async fn the_chart_runs_two_player_replicas_behind_a_service_and_an_upgrade_keep
 }
 
 async fn install_play_upgrade(client: &Client, values: &str, suffix: &str) -> TestResult {
+    storage_secret(client).await?;
     let chart = chart_dir();
     let notes = helm_ok(&[
         "install",
