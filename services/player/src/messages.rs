@@ -1,5 +1,5 @@
 //! Direct messages between two players: sending (as the recipient's privacy and blocks allow),
-//! history, and read markers.
+//! history, read markers, and each player's list of conversations.
 //!
 //! A message is stored first and then pushed live to both players' connections and left as a
 //! notification for the recipient. Once stored it counts as sent: a failure to push is logged, not
@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use mongodb::bson::doc;
 use serde::{Deserialize, Serialize};
 
+use flotilla_storage::model::Store;
 use flotilla_storage::mongo::now_ms;
 use flotilla_storage::page::{PageRequest, SortKey};
 use flotilla_storage::rate_limit::{Check, Limit};
@@ -23,7 +24,7 @@ use flotilla_storage::rate_limit::{Check, Limit};
 use crate::error::{Error, Result};
 use crate::events::{self, Event, MessageView};
 use crate::extract::{JsonBody, QueryParams};
-use crate::model::{Message, NotificationKind, ReadMarker, new_sortable_id};
+use crate::model::{ConversationEntry, Message, NotificationKind, ReadMarker, new_sortable_id};
 use crate::players;
 use crate::privacy;
 use crate::session::Session;
@@ -33,6 +34,7 @@ pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/v1/players/{id}/messages", get(history).post(send))
         .route("/v1/players/{id}/messages/read", post(mark_read))
+        .route("/v1/conversations", get(conversations))
 }
 
 /// A message body's length limit, in characters.
@@ -59,6 +61,7 @@ pub struct MarkRead {
     pub up_to: String,
 }
 
+/// `?limit=&cursor=` of a paged list.
 #[derive(Deserialize)]
 pub struct HistoryQuery {
     #[serde(default)]
@@ -86,6 +89,28 @@ pub struct History {
     pub next_cursor: Option<String>,
     #[serde(flatten)]
     pub read: ReadState,
+}
+
+/// One of the caller's conversations.
+#[derive(Serialize, Debug, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationView {
+    /// The other player's id.
+    pub with: String,
+    /// Absent only if the message was deleted meanwhile (with an account).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<MessageView>,
+    #[serde(flatten)]
+    pub read: ReadState,
+}
+
+/// The caller's conversations, the one with the newest message first.
+#[derive(Serialize, Debug, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversations {
+    pub items: Vec<ConversationView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `POST /v1/players/{id}/messages`.
@@ -117,6 +142,11 @@ async fn send(
         sent_ms: now,
     };
     state.messages.insert(&message).await?;
+    // The message counts as sent from here on (see the module's comment): a list that missed it
+    // catches up with the next message.
+    if let Err(error) = record_in_conversations(&state.conversations, &message).await {
+        tracing::warn!(%error, "a message was not recorded in the conversation list");
+    }
     let view = MessageView::from(message);
     deliver(&state, &view).await;
     Ok((StatusCode::CREATED, Json(view)))
@@ -167,6 +197,64 @@ async fn history(
         items: page.items.into_iter().map(MessageView::from).collect(),
         next_cursor: page.next_cursor,
         read,
+    }))
+}
+
+/// Moves both participants' entries for the conversation to `message`, unless a newer message
+/// is there already. Without transactions: a replace on the condition "older than this one"
+/// that inserts when nothing matches; if an entry exists it is newer, and the insert's duplicate
+/// id is the outcome wanted.
+pub async fn record_in_conversations(
+    entries: &Store<ConversationEntry>,
+    message: &Message,
+) -> flotilla_storage::Result<()> {
+    for (player, with) in [(&message.from, &message.to), (&message.to, &message.from)] {
+        let entry = ConversationEntry {
+            id: marker_id(&message.conversation, player),
+            player: player.clone(),
+            with: with.clone(),
+            conversation: message.conversation.clone(),
+            last: message.id.clone(),
+        };
+        let older = doc! {"_id": &entry.id, "last": {"$lt": &message.id}};
+        match entries.upsert(older, &entry).await {
+            Ok(()) | Err(flotilla_storage::Error::Duplicate { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// `GET /v1/conversations?limit=&cursor=`: the caller's conversations, newest message first, each
+/// with that message and the read state.
+async fn conversations(
+    State(state): State<Shared>,
+    session: Session,
+    QueryParams(query): QueryParams<HistoryQuery>,
+) -> Result<Json<Conversations>> {
+    let me = session.player.as_str();
+    let request = PageRequest::new(query.limit, query.cursor);
+    let page = state
+        .conversations
+        .page(doc! {"player": me}, SortKey::descending("last"), &request)
+        .await?;
+    let last: Vec<String> = page.items.iter().map(|entry| entry.last.clone()).collect();
+    let messages = state.messages.get_many(&last).await?;
+    let views = page.items.into_iter().map(|entry| {
+        let message = messages.iter().find(|m| m.id == entry.last).cloned();
+        let state = &state;
+        async move {
+            let read = read_state(state, &entry.conversation, me, &entry.with).await?;
+            Ok::<_, Error>(ConversationView {
+                with: entry.with,
+                last_message: message.map(MessageView::from),
+                read,
+            })
+        }
+    });
+    Ok(Json(Conversations {
+        items: futures::future::try_join_all(views).await?,
+        next_cursor: page.next_cursor,
     }))
 }
 

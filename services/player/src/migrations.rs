@@ -5,8 +5,12 @@ use flotilla_storage::migrate::{Migration, Migrator};
 use flotilla_storage::mongo::Mongo;
 
 use crate::error::Result;
+use flotilla_storage::page::{PageRequest, SortKey};
+
+use crate::messages;
 use crate::model::{
-    FriendEdge, Identity, MatchResult, Message, Notification, Player, ReadMarker, RefreshToken,
+    ConversationEntry, FriendEdge, Identity, MatchResult, Message, Notification, Player, ReadMarker,
+    RefreshToken,
 };
 use crate::state::Storage;
 
@@ -26,6 +30,11 @@ pub fn all() -> Vec<Migration> {
             version: 3,
             name: "match-results",
             run: |mongo| Box::pin(match_results(mongo)),
+        },
+        Migration {
+            version: 4,
+            name: "conversations",
+            run: |mongo| Box::pin(conversations(mongo)),
         },
     ]
 }
@@ -53,4 +62,26 @@ async fn social(mongo: Mongo) -> flotilla_storage::Result<()> {
 
 async fn match_results(mongo: Mongo) -> flotilla_storage::Result<()> {
     mongo.store::<MatchResult>().ensure_indexes().await
+}
+
+/// The conversation list's entries, filled from the messages already sent. Safe to run again
+/// after a failure halfway: an entry only ever moves to a newer message.
+async fn conversations(mongo: Mongo) -> flotilla_storage::Result<()> {
+    let entries = mongo.store::<ConversationEntry>();
+    entries.ensure_indexes().await?;
+    let messages = mongo.store::<Message>();
+    let mut cursor = None;
+    loop {
+        let request = PageRequest::new(Some(flotilla_storage::page::MAX_PAGE), cursor);
+        let page = messages
+            .page(mongodb::bson::doc! {}, SortKey::ascending("_id"), &request)
+            .await?;
+        for message in &page.items {
+            messages::record_in_conversations(&entries, message).await?;
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(()),
+        }
+    }
 }

@@ -256,6 +256,33 @@ impl Model for ReadMarker {
     }
 }
 
+/// One player's side of a conversation, for their list of conversations: `_id` is
+/// `conversation/player`, like a read marker. It keeps the newest message's id, not its text, so
+/// deleting messages (with an account) leaves no copy of them here.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ConversationEntry {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub player: String,
+    /// The other participant.
+    pub with: String,
+    pub conversation: String,
+    /// The newest message's id; ids sort by time.
+    pub last: String,
+}
+
+impl Model for ConversationEntry {
+    const COLLECTION: &'static str = "conversations";
+
+    fn indexes() -> Vec<IndexModel> {
+        vec![
+            index("player_last", doc! {"player": 1, "last": -1}),
+            // Account deletion removes the other side's entries too.
+            index("with", doc! {"with": 1}),
+        ]
+    }
+}
+
 /// A persistent notification; also pushed live to the player's connections.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Notification {

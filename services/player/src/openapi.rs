@@ -246,6 +246,10 @@ fn operations() -> Value {
             "post": op("Send a player a message, as their privacy and blocks allow", "player", "NewMessage", ("201", "MessageView")),
         },
         "/v1/players/{id}/messages/read": {"post": op("Mark your conversation with a player read up to a message; markers only move forward", "player", "MarkMessagesRead", ("200", "ReadState"))},
+        "/v1/conversations": {"get": with_query(
+            op("Your conversations, the one with the newest message first, each with that message and your unread count", "player", "", ("200", "Conversations")),
+            &[limit(20, 100), cursor()],
+        )},
         "/v1/notifications": {"get": with_query(
             op("Your notifications, newest first, without those from players you blocked", "player", "", ("200", "NotificationPage")),
             &[query("unread", false, json!({"type": "boolean"}), "true: only unread ones"), limit(20, 100), cursor()],
@@ -260,54 +264,65 @@ fn operations() -> Value {
     })
 }
 
+/// Every named schema. A list rather than one `json!`: that many entries pass the macro's
+/// recursion limit.
 fn schemas() -> Value {
     use crate::{
         admin, auth, events, friends, matches, messages, model, notifications, players, profiles, realtime,
     };
-    json!({
-        "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
-            "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}},
-        "EmailRegistration": schema::<auth::EmailRegistration>(),
-        "EmailLogin": schema::<auth::EmailLogin>(),
-        "IdLogin": schema::<auth::IdLogin>(),
-        "RefreshRequest": schema::<auth::RefreshRequest>(),
-        "LinkRequest": schema::<auth::LinkRequest>(),
-        "Tokens": schema::<auth::Tokens>(),
-        "OwnProfile": schema::<players::OwnProfile>(),
-        "PublicProfile": schema::<players::PublicProfile>(),
-        "PublicProfiles": schema::<Vec<players::PublicProfile>>(),
-        "ProfileUpdate": schema::<profiles::ProfileUpdate>(),
-        "Stats": schema::<matches::Stats>(),
-        "MatchReport": schema::<matches::MatchReport>(),
-        "BanRequest": schema::<admin::BanRequest>(),
-        "Privacy": schema::<model::Privacy>(),
-        "Audience": schema::<model::Audience>(),
-        "MessageAudience": schema::<model::MessageAudience>(),
-        "RequestAudience": schema::<model::RequestAudience>(),
-        "MatchPlayer": schema::<model::MatchPlayer>(),
-        "FriendState": schema::<model::FriendState>(),
-        "FriendView": schema::<friends::FriendView>(),
-        "FriendPage": schema::<friends::FriendPage>(),
-        "MutualFriends": schema::<friends::MutualFriends>(),
-        "Suggestion": schema::<friends::Suggestion>(),
-        "Suggestions": schema::<friends::Suggestions>(),
-        "NewMessage": schema::<messages::NewMessage>(),
-        "MarkMessagesRead": schema::<messages::MarkRead>(),
-        "ReadState": schema::<messages::ReadState>(),
-        "History": schema::<messages::History>(),
-        "MessageView": schema::<events::MessageView>(),
-        "MarkNotificationsRead": schema::<notifications::MarkRead>(),
-        "MarkedRead": schema::<notifications::MarkedRead>(),
-        "NotificationPage": schema::<notifications::NotificationPage>(),
-        "NotificationView": schema::<events::NotificationView>(),
-        "NotificationKind": schema::<model::NotificationKind>(),
-        "PresenceList": schema::<realtime::PresenceList>(),
-        "PlayerPresence": schema::<realtime::PlayerPresence>(),
-        "ClientFrame": schema::<realtime::ClientFrame>(),
-        "Status": schema::<realtime::Status>(),
-        "Reply": schema::<realtime::Reply>(),
-        "Event": schema::<events::Event>(),
-    })
+    let error = json!({"type": "object", "properties": {"error": {"type": "object", "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}});
+    let schemas = [
+        ("Error", error),
+        ("EmailRegistration", schema::<auth::EmailRegistration>()),
+        ("EmailLogin", schema::<auth::EmailLogin>()),
+        ("IdLogin", schema::<auth::IdLogin>()),
+        ("RefreshRequest", schema::<auth::RefreshRequest>()),
+        ("LinkRequest", schema::<auth::LinkRequest>()),
+        ("Tokens", schema::<auth::Tokens>()),
+        ("OwnProfile", schema::<players::OwnProfile>()),
+        ("PublicProfile", schema::<players::PublicProfile>()),
+        ("PublicProfiles", schema::<Vec<players::PublicProfile>>()),
+        ("ProfileUpdate", schema::<profiles::ProfileUpdate>()),
+        ("Stats", schema::<matches::Stats>()),
+        ("MatchReport", schema::<matches::MatchReport>()),
+        ("BanRequest", schema::<admin::BanRequest>()),
+        ("Privacy", schema::<model::Privacy>()),
+        ("Audience", schema::<model::Audience>()),
+        ("MessageAudience", schema::<model::MessageAudience>()),
+        ("RequestAudience", schema::<model::RequestAudience>()),
+        ("MatchPlayer", schema::<model::MatchPlayer>()),
+        ("FriendState", schema::<model::FriendState>()),
+        ("FriendView", schema::<friends::FriendView>()),
+        ("FriendPage", schema::<friends::FriendPage>()),
+        ("MutualFriends", schema::<friends::MutualFriends>()),
+        ("Suggestion", schema::<friends::Suggestion>()),
+        ("Suggestions", schema::<friends::Suggestions>()),
+        ("NewMessage", schema::<messages::NewMessage>()),
+        ("MarkMessagesRead", schema::<messages::MarkRead>()),
+        ("ReadState", schema::<messages::ReadState>()),
+        ("History", schema::<messages::History>()),
+        ("Conversations", schema::<messages::Conversations>()),
+        ("ConversationView", schema::<messages::ConversationView>()),
+        ("MessageView", schema::<events::MessageView>()),
+        ("MarkNotificationsRead", schema::<notifications::MarkRead>()),
+        ("MarkedRead", schema::<notifications::MarkedRead>()),
+        ("NotificationPage", schema::<notifications::NotificationPage>()),
+        ("NotificationView", schema::<events::NotificationView>()),
+        ("NotificationKind", schema::<model::NotificationKind>()),
+        ("PresenceList", schema::<realtime::PresenceList>()),
+        ("PlayerPresence", schema::<realtime::PlayerPresence>()),
+        ("ClientFrame", schema::<realtime::ClientFrame>()),
+        ("Status", schema::<realtime::Status>()),
+        ("Reply", schema::<realtime::Reply>()),
+        ("Event", schema::<events::Event>()),
+    ];
+    Value::Object(
+        schemas
+            .into_iter()
+            .map(|(name, schema)| (name.to_owned(), schema))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -155,8 +155,8 @@ async fn search(
     Ok(Json(profiles))
 }
 
-/// Deletes the account and the personal data tied to it: sign-ins, relationships, messages written,
-/// notifications, read markers and the search entry. Match results keep only the (now dangling) id.
+/// Deletes the account and the personal data tied to it: sign-ins, relationships, messages written
+/// and received, conversation entries, notifications, read markers and the search entry. Match results keep only the (now dangling) id.
 async fn delete_account(State(state): State<Shared>, session: Session) -> Result<StatusCode> {
     let me = session.player.as_str();
     auth::revoke_all(&state, me, "account deleted").await?;
@@ -169,6 +169,10 @@ async fn delete_account(State(state): State<Shared>, session: Session) -> Result
         .delete_many(doc! {"$or": [{"player": me}, {"subject": me}]})
         .await?;
     state.read_markers.delete_many(doc! {"reader": me}).await?;
+    state
+        .conversations
+        .delete_many(doc! {"$or": [{"player": me}, {"with": me}]})
+        .await?;
     state
         .edges
         .delete_many(doc! {"$or": [{"owner": me}, {"other": me}]})

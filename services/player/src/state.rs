@@ -18,7 +18,8 @@ use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::model::{
-    FriendEdge, Identity, MatchResult, Message, Notification, Player, ReadMarker, RefreshToken,
+    ConversationEntry, FriendEdge, Identity, MatchResult, Message, Notification, Player, ReadMarker,
+    RefreshToken,
 };
 use crate::tokens::TokenKeys;
 
@@ -78,6 +79,7 @@ pub struct AppState {
     pub edges: Store<FriendEdge>,
     pub messages: Store<Message>,
     pub read_markers: Store<ReadMarker>,
+    pub conversations: Store<ConversationEntry>,
     pub notifications: Store<Notification>,
     pub match_results: Store<MatchResult>,
     pub profiles: Cache,
@@ -116,6 +118,7 @@ impl AppState {
             edges: mongo.store(),
             messages: mongo.store(),
             read_markers: mongo.store(),
+            conversations: mongo.store(),
             notifications: mongo.store(),
             match_results: mongo.store(),
             profiles: Cache::new(redis.clone(), "profiles", config.profile_cache_ttl, cache_metrics),

@@ -345,3 +345,147 @@ async fn sending_is_limited_per_player() {
     // Bob's allowance is his own.
     send(&replica, &bob, &ann, "stop it").await;
 }
+
+#[tokio::test]
+async fn each_player_lists_their_conversations_newest_first_with_unread_counts() {
+    let replica = Deployment::new().replica().await;
+    let [ann, bob, cat, eve] = [
+        replica.player(&name("ann")).await,
+        replica.player(&name("bob")).await,
+        replica.player(&name("cat")).await,
+        replica.player(&name("eve")).await,
+    ];
+    replica.befriend(&ann, &bob).await;
+    replica.befriend(&ann, &cat).await;
+    send(&replica, &ann, &bob, "one").await;
+    let two = send(&replica, &bob, &ann, "two").await;
+    send(&replica, &cat, &ann, "three").await;
+    let list = |player: &Player, query: &str| {
+        let path = format!("/v1/conversations{query}");
+        let token = player.token.clone();
+        let replica = &replica;
+        async move { replica.get(&path, &token).await.expect(200) }
+    };
+    let summary = |page: &Value| -> Vec<(String, String, u64)> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|c| {
+                (
+                    c["with"].as_str().expect("with").to_owned(),
+                    c["lastMessage"]["body"]
+                        .as_str()
+                        .expect("last message")
+                        .to_owned(),
+                    c["unread"].as_u64().expect("unread"),
+                )
+            })
+            .collect()
+    };
+
+    let anns = list(&ann, "").await;
+    assert_eq!(
+        summary(&anns),
+        [
+            (cat.id.clone(), "three".into(), 1),
+            (bob.id.clone(), "two".into(), 1)
+        ]
+    );
+    assert!(anns.get("nextCursor").is_none(), "{anns}");
+    // Bob sees the same conversation from his side: Ann's "one" is unread, his own "two" is not.
+    assert_eq!(
+        summary(&list(&bob, "").await),
+        [(ann.id.clone(), "two".into(), 1)]
+    );
+    assert_eq!(
+        list(&eve, "").await["items"],
+        json!([]),
+        "eve has no conversations"
+    );
+
+    // Pages of one.
+    let first = list(&ann, "?limit=1").await;
+    assert_eq!(summary(&first), [(cat.id.clone(), "three".into(), 1)]);
+    let cursor = first["nextCursor"].as_str().expect("a next page");
+    let second = list(&ann, &format!("?limit=1&cursor={cursor}")).await;
+    assert_eq!(summary(&second), [(bob.id.clone(), "two".into(), 1)]);
+
+    // Reading clears the count; a new message moves its conversation to the top.
+    replica
+        .post(
+            &format!("{}/read", messages(&bob)),
+            &ann.token,
+            json!({"upTo": two["id"]}),
+        )
+        .await
+        .expect(200);
+    send(&replica, &ann, &bob, "four").await;
+    assert_eq!(
+        summary(&list(&ann, "").await),
+        [
+            (bob.id.clone(), "four".into(), 0),
+            (cat.id.clone(), "three".into(), 1)
+        ]
+    );
+
+    // A deleted account takes its conversations out of the other players' lists.
+    replica.delete("/v1/players/me", &cat.token).await.expect(204);
+    assert_eq!(
+        summary(&list(&ann, "").await),
+        [(bob.id.clone(), "four".into(), 0)]
+    );
+    replica
+        .get("/v1/conversations?limit=many", &ann.token)
+        .await
+        .error(400);
+}
+
+#[tokio::test]
+async fn the_conversations_migration_lists_messages_sent_before_it() {
+    let deployment = Deployment::new();
+    let replica = deployment.replica().await;
+    let (ann, bob) = (
+        replica.player(&name("ann")).await,
+        replica.player(&name("bob")).await,
+    );
+    // Messages as a release before the list stored them: no conversation entries.
+    for (i, (from, to)) in [(&ann, &bob), (&bob, &ann), (&ann, &bob)].into_iter().enumerate() {
+        let message = flotilla_player::model::Message {
+            id: flotilla_player::model::new_sortable_id(1_700_000_000_000 + i as i64),
+            conversation: flotilla_player::model::Message::conversation_of(&from.id, &to.id),
+            from: from.id.clone(),
+            to: to.id.clone(),
+            body: format!("old {i}"),
+            sent_ms: 1_700_000_000_000 + i as i64,
+        };
+        replica.state.messages.insert(&message).await.expect("insert");
+    }
+    assert_eq!(
+        replica.get("/v1/conversations", &ann.token).await.expect(200)["items"],
+        json!([])
+    );
+
+    // The database forgets version 4 was applied; the next start applies it again.
+    replica
+        .state
+        .mongo
+        .database()
+        .collection::<mongodb::bson::Document>("flotilla_migrations")
+        .delete_one(doc! {"_id": 4})
+        .await
+        .expect("forget version 4");
+    let storage = flotilla_player::state::Storage::connect(&deployment.storage_args(), None)
+        .await
+        .expect("storage");
+    let applied = flotilla_player::migrations::run(&storage, "test")
+        .await
+        .expect("migrate");
+    assert_eq!(applied, [4]);
+    for (player, other) in [(&ann, &bob), (&bob, &ann)] {
+        let list = replica.get("/v1/conversations", &player.token).await.expect(200);
+        assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+        assert_eq!(list["items"][0]["with"], other.id.as_str());
+        assert_eq!(list["items"][0]["lastMessage"]["body"], "old 2");
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use flotilla_storage::Error;
 use flotilla_storage::backup;
 use flotilla_storage::migrate::{Migration, Migrator};
-use flotilla_storage::model::{Model, unique_index};
+use flotilla_storage::model::{Model, index, unique_index};
 use flotilla_storage::mongo::{Mongo, MongoOptions};
 use flotilla_storage::page::{PageRequest, SortKey};
 use mongodb::IndexModel;
@@ -45,7 +45,12 @@ impl Model for Item {
     const COLLECTION: &'static str = "items";
 
     fn indexes() -> Vec<IndexModel> {
-        vec![unique_index("name", doc! {"name": 1})]
+        // Two, one of them compound and descending: FerretDB once dropped the connection when
+        // asked to create several indexes that all existed.
+        vec![
+            unique_index("name", doc! {"name": 1}),
+            index("owner_at", doc! {"owner": 1, "at": -1}),
+        ]
     }
 }
 
