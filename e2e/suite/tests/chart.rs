@@ -48,23 +48,7 @@ async fn the_chart_lints_renders_least_privilege_rbac_and_rejects_bad_values() -
         .concat(),
     )
     .await?;
-    let rendered = helm_ok(&[
-        "template",
-        RELEASE,
-        &chart,
-        "-n",
-        NAMESPACE,
-        "--kube-version",
-        &version,
-        "--set",
-        "dashboards.enabled=true",
-    ])
-    .await?;
-    let documents: Vec<serde_json::Value> = rendered
-        .split("\n---")
-        .filter_map(|doc| serde_yaml_ng::from_str::<serde_json::Value>(doc).ok())
-        .filter(|doc| doc.is_object())
-        .collect();
+    let (_, documents) = render(&chart, &version, &["--set", "dashboards.enabled=true"]).await?;
     let kinds: Vec<&str> = documents.iter().filter_map(|d| d["kind"].as_str()).collect();
     for kind in [
         "Deployment",
@@ -145,6 +129,30 @@ async fn the_chart_lints_renders_least_privilege_rbac_and_rejects_bad_values() -
     Ok(())
 }
 
+/// `helm template` of the chart with `extra` arguments: the text and its objects.
+async fn render(chart: &str, version: &str, extra: &[&str]) -> Result<(String, Vec<serde_json::Value>)> {
+    let args = [
+        &[
+            "template",
+            RELEASE,
+            chart,
+            "-n",
+            NAMESPACE,
+            "--kube-version",
+            version,
+        ],
+        extra,
+    ]
+    .concat();
+    let rendered = helm_ok(&args).await?;
+    let documents = rendered
+        .split("\n---")
+        .filter_map(|doc| serde_yaml_ng::from_str::<serde_json::Value>(doc).ok())
+        .filter(|doc| doc.is_object())
+        .collect();
+    Ok((rendered, documents))
+}
+
 /// Storage URLs for rendering the chart with the player service (nothing connects to them).
 const PLAYER_VALUES: &[&str] = &[
     "--set",
@@ -161,27 +169,8 @@ const PLAYER_VALUES: &[&str] = &[
 /// operator's, a ServiceAccount no RBAC object grants anything to, a generated key Secret, its
 /// Services, PodDisruptionBudget and ServiceMonitor.
 async fn player_templates(chart: &str, version: &str) -> TestResult {
-    let args = [
-        &[
-            "template",
-            RELEASE,
-            chart,
-            "-n",
-            NAMESPACE,
-            "--kube-version",
-            version,
-            "--set",
-            "metrics.serviceMonitor.enabled=true",
-        ],
-        PLAYER_VALUES,
-    ]
-    .concat();
-    let rendered = helm_ok(&args).await?;
-    let documents: Vec<serde_json::Value> = rendered
-        .split("\n---")
-        .filter_map(|doc| serde_yaml_ng::from_str::<serde_json::Value>(doc).ok())
-        .filter(|doc| doc.is_object())
-        .collect();
+    let extra = [&["--set", "metrics.serviceMonitor.enabled=true"], PLAYER_VALUES].concat();
+    let (_, documents) = render(chart, version, &extra).await?;
     let find = |kind: &str, name: &str| {
         documents
             .iter()
@@ -234,20 +223,11 @@ async fn player_templates(chart: &str, version: &str) -> TestResult {
     }
     // With player.storageSecret the URLs, which may carry passwords, come from that Secret.
     let with_secret = [
-        &[
-            "template",
-            RELEASE,
-            chart,
-            "-n",
-            NAMESPACE,
-            "--kube-version",
-            version,
-        ],
         &PLAYER_VALUES[..2],
         &["--set", "player.storageSecret=storage-urls"],
     ]
     .concat();
-    let rendered = helm_ok(&with_secret).await?;
+    let (rendered, _) = render(chart, version, &with_secret).await?;
     for (name, key) in [
         ("FLOTILLA_MONGO_URL", "mongo-url"),
         ("FLOTILLA_REDIS_URL", "redis-url"),
