@@ -14,6 +14,7 @@ pub mod args;
 pub mod auth;
 mod error;
 pub mod events;
+pub mod export;
 pub mod extract;
 pub mod friends;
 pub mod hub;
@@ -150,6 +151,7 @@ pub fn api(state: Shared) -> Router {
         .merge(realtime::routes())
         .merge(matches::routes())
         .merge(admin::routes())
+        .merge(export::routes())
         .merge(openapi::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

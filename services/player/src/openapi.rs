@@ -197,6 +197,7 @@ fn operations() -> Value {
             "patch": op("Update your profile and privacy settings", "player", "ProfileUpdate", ("200", "OwnProfile")),
             "delete": op("Delete your account and personal data", "player", "", ("204", "")),
         },
+        "/v1/players/me/export": {"get": op("Everything the service keeps about you, in one document (no password or token hashes); 3 a minute", "player", "", ("200", "AccountExport"))},
         "/v1/players/search": {"get": with_query(
             op("Find players by name (prefix, typo-tolerant), best match first", "player", "", ("200", "PublicProfiles")),
             &[query("q", true, json!({"type": "string", "minLength": 1, "maxLength": 64}), "the name or its start"), limit(20, 50)],
@@ -268,7 +269,8 @@ fn operations() -> Value {
 /// recursion limit.
 fn schemas() -> Value {
     use crate::{
-        admin, auth, events, friends, matches, messages, model, notifications, players, profiles, realtime,
+        admin, auth, events, export, friends, matches, messages, model, notifications, players, profiles,
+        realtime,
     };
     let error = json!({"type": "object", "properties": {"error": {"type": "object", "properties": {
         "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}});
@@ -303,6 +305,14 @@ fn schemas() -> Value {
         ("ReadState", schema::<messages::ReadState>()),
         ("History", schema::<messages::History>()),
         ("Conversations", schema::<messages::Conversations>()),
+        ("AccountExport", schema::<export::AccountExport>()),
+        ("BanExport", schema::<export::BanExport>()),
+        ("SignInExport", schema::<export::SignInExport>()),
+        ("SessionExport", schema::<export::SessionExport>()),
+        ("RelationshipExport", schema::<export::RelationshipExport>()),
+        ("ReadMarkerExport", schema::<export::ReadMarkerExport>()),
+        ("MatchExport", schema::<export::MatchExport>()),
+        ("Method", schema::<model::Method>()),
         ("ConversationView", schema::<messages::ConversationView>()),
         ("MessageView", schema::<events::MessageView>()),
         ("MarkNotificationsRead", schema::<notifications::MarkRead>()),
@@ -332,8 +342,9 @@ mod tests {
     use super::*;
 
     /// Every module that adds public routes, but this one and the ops-port `metrics`.
-    const SOURCES: [(&str, &str); 8] = [
+    const SOURCES: [(&str, &str); 9] = [
         ("admin", include_str!("admin.rs")),
+        ("export", include_str!("export.rs")),
         ("auth", include_str!("auth.rs")),
         ("friends", include_str!("friends.rs")),
         ("matches", include_str!("matches.rs")),

@@ -210,3 +210,112 @@ async fn health_readiness_and_metrics_answer_on_the_operations_port() {
     assert_eq!(openapi["openapi"], "3.1.0");
     assert!(openapi["paths"]["/v1/auth/device"]["post"].is_object());
 }
+
+#[tokio::test]
+async fn an_export_holds_the_players_own_data_and_no_secrets() {
+    let replica = Deployment::new().replica().await;
+    let [ann, bob, eve] = [
+        replica.player(&name("ann")).await,
+        replica.player(&name("bob")).await,
+        replica.player(&name("eve")).await,
+    ];
+    let email = format!("{}@example.com", name("ann"));
+    let password = "correct horse battery";
+    replica
+        .post(
+            "/v1/auth/link/email",
+            &ann.token,
+            json!({"email": email, "password": password}),
+        )
+        .await
+        .expect(204);
+    replica.befriend(&ann, &bob).await;
+    replica.befriend(&bob, &eve).await;
+    for (from, to, body) in [
+        (&ann, &bob, "hi bob"),
+        (&bob, &ann, "hi ann"),
+        (&bob, &eve, "not ann's"),
+    ] {
+        replica
+            .post(
+                &format!("/v1/players/{}/messages", to.id),
+                &from.token,
+                json!({"body": body}),
+            )
+            .await
+            .expect(201);
+    }
+    let report = json!({"server": "arena-1", "players": [
+        {"id": ann.id, "score": 12, "placement": 1},
+        {"id": bob.id, "score": 3, "placement": 2},
+    ]});
+    replica
+        .post(
+            &format!("/v1/matches/{}/results", name("match")),
+            SERVICE_KEY,
+            report,
+        )
+        .await
+        .expect(201);
+
+    let answer = replica.get("/v1/players/me/export", &ann.token).await;
+    let text = answer.body.to_string();
+    let export = answer.expect(200);
+    assert_eq!(export["profile"]["id"], ann.id.as_str());
+    let sign_ins = export["signIns"].as_array().expect("signIns");
+    let methods: Vec<(&str, &str)> = sign_ins
+        .iter()
+        .map(|s| {
+            (
+                s["method"].as_str().expect("method"),
+                s["identifier"].as_str().expect("id"),
+            )
+        })
+        .collect();
+    assert!(methods.contains(&("device", ann.device.as_str())), "{methods:?}");
+    assert!(methods.contains(&("email", email.as_str())), "{methods:?}");
+    assert!(!export["sessions"].as_array().expect("sessions").is_empty());
+    assert_eq!(export["relationships"][0]["player"], bob.id.as_str());
+    assert_eq!(export["relationships"][0]["state"], "mutual");
+    let bodies: Vec<&str> = export["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["body"].as_str().expect("body"))
+        .collect();
+    assert_eq!(bodies, ["hi bob", "hi ann"], "oldest first, and only ann's");
+    assert!(
+        !export["notifications"]
+            .as_array()
+            .expect("notifications")
+            .is_empty()
+    );
+    assert_eq!(export["matches"][0]["score"], 12, "{}", export["matches"]);
+    assert_eq!(export["matches"][0]["placement"], 1);
+    assert_eq!(export["truncated"], json!([]));
+    // No password hash, refresh token or its hash, and nothing of other players' conversations.
+    for secret in ["$argon2id$", password, &ann.refresh, "not ann's"] {
+        assert!(!text.contains(secret), "the export holds {secret:?}");
+    }
+    let refresh_hash = replica
+        .state
+        .refresh_tokens
+        .find(
+            mongodb::bson::doc! {"player": &ann.id},
+            mongodb::bson::doc! {},
+            10,
+        )
+        .await
+        .expect("tokens");
+    assert!(refresh_hash.iter().all(|t| !text.contains(&t.hash)));
+
+    // A few a minute.
+    replica.get("/v1/players/me/export", &ann.token).await.expect(200);
+    replica.get("/v1/players/me/export", &ann.token).await.expect(200);
+    replica.get("/v1/players/me/export", &ann.token).await.error(429);
+    replica.get("/v1/players/me/export", &bob.token).await.expect(200);
+    replica
+        .get("/v1/players/me/export", "not-a-token")
+        .await
+        .error(401);
+}
