@@ -1,7 +1,7 @@
 //! The player service as the Helm chart installs it on the local cluster: `player.enabled=true`
 //! with the storage URLs `./x test` exports (FerretDB, Redis and OpenSearch from
 //! `e2e/storage/up.sh`; pods are local processes on 127.x.y.z, so they reach those loopback
-//! URLs), read from a Secret (`player.storageSecret`). Two replicas serve players through the `flotilla-player` Service's ClusterIP, which
+//! URLs), first from values and, after an upgrade, from a Secret (`player.storageSecret`). Two replicas serve players through the `flotilla-player` Service's ClusterIP, which
 //! the pod runner's service proxy relays, one connection to each ready pod in turn. A game
 //! server reports a match with the service key from the Secret the chart generated; an upgrade
 //! rolls the pods but keeps the Secret, so an access token issued before it still works; an
@@ -51,15 +51,16 @@ fn values(suffix: &str) -> Value {
         "operator": {"replicas": 1},
         "player": {
             "enabled": true,
-            "storageSecret": STORAGE_SECRET,
-            "mongo": {"database": format!("chart{suffix}")},
+            "mongo": {"url": storage_url("FLOTILLA_MONGO_URL"), "database": format!("chart{suffix}")},
+            "redis": {"url": storage_url("FLOTILLA_REDIS_URL")},
+            "opensearch": {"url": storage_url("FLOTILLA_OPENSEARCH_URL")},
             "namespace": format!("chart{suffix}"),
         },
     })
 }
 
 /// The namespace and, in it, the Secret with the storage URLs, as an operator of the platform
-/// would create them before installing.
+/// would create them.
 async fn storage_secret(client: &Client) -> TestResult {
     let apply = PatchParams::apply("flotilla-e2e").force();
     Api::<Namespace>::all(client.clone())
@@ -350,7 +351,8 @@ async fn install_play_upgrade(client: &Client, values: &str, suffix: &str) -> Te
     let served = both_serve(&api, &first_pods, &ann, &ann_token).await?;
     eprintln!("API requests per replica before the upgrade: {served:?}");
 
-    // An upgrade replaces both pods and keeps the Secret: the token issued before still works.
+    // An upgrade replaces both pods, now reading the storage URLs from a Secret, and keeps the
+    // key Secret: the token issued before still works.
     let first_names: Vec<String> = first_pods.iter().map(|p| p.name_any()).collect();
     helm_ok(&[
         "upgrade",
@@ -362,6 +364,11 @@ async fn install_play_upgrade(client: &Client, values: &str, suffix: &str) -> Te
         values,
         "--set",
         "player.image.tag=0.1.1",
+        // From here on the URLs come from the Secret instead of the values.
+        "--set",
+        &format!("player.storageSecret={STORAGE_SECRET}"),
+        "--set",
+        "player.mongo.url=,player.redis.url=,player.opensearch.url=",
         "--wait",
         "--timeout",
         "180s",
