@@ -112,12 +112,14 @@ if [[ ${BENCH_ONLY:-} != sockets ]]; then
   kill "$service"; wait "$service" 2> /dev/null || true; service=
 fi
 [[ ${BENCH_ONLY:-} == http ]] && exit 0
-# Three replicas of one deployment on core 0, each with its own generator on core 1, at once.
+# Three replicas of one deployment on core 0, each with its own generator on core 1, at once;
+# the generators hold their sockets idle over one shared window, once all are open.
 generators=()
 for k in 1 2 3; do
   start_replica 300 3
   replicas+=("$BENCH_SERVICE_PID")
-  BENCH_SOCKETS=$sockets BENCH_SOURCE=$k taskset -c 1 "$load" sockets > "$work/sockets-$k" &
+  BENCH_SOCKETS=$sockets BENCH_SOURCE=$k BENCH_REDIS_PID=$(cat "$work/storage/redis.pid") BENCH_BARRIER=$work:3 \
+    taskset -c 1 "$load" sockets > "$work/sockets-$k" &
   generators+=($!)
 done
 for pid in "${generators[@]}"; do wait "$pid"; done

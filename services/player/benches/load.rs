@@ -309,17 +309,32 @@ async fn sockets(options: &Options) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    wait_for_other_generators().await;
     tokio::time::sleep(Duration::from_secs(5)).await;
+    // Redis does the presence refreshes' other half: its CPU over the same hold, when bench.sh
+    // names its process.
+    let redis_pid: Option<u32> = std::env::var("BENCH_REDIS_PID").ok().and_then(|v| v.parse().ok());
     let ticks = cpu_ticks(options.service_pid);
+    let redis_ticks = redis_pid.map(cpu_ticks);
     let held = Instant::now();
     tokio::time::sleep(Duration::from_secs(hold)).await;
     // Clock ticks are 1/100 s on Linux.
-    let cpu = (cpu_ticks(options.service_pid) - ticks) as f64 / 100.0 / held.elapsed().as_secs_f64();
+    let share = |ticks: u64| ticks as f64 / 100.0 / held.elapsed().as_secs_f64();
+    let cpu = share(cpu_ticks(options.service_pid) - ticks);
+    let redis_cpu = redis_pid
+        .zip(redis_ticks)
+        .map(|(pid, before)| {
+            format!(
+                "; Redis CPU meanwhile {:.1} %",
+                share(cpu_ticks(pid) - before) * 100.0
+            )
+        })
+        .unwrap_or_default();
     let after = rss_kib(options.service_pid);
     let per = (after.saturating_sub(before) as f64 * 1024.0) / open.len().max(1) as f64;
     println!(
         "idle websockets: {} open ({failed} failed) in {:.1} s, held {hold} s; service RSS {:.1} MiB -> {:.1} MiB, \
-         {:.1} KiB per connection; service CPU while idle {:.1} %",
+         {:.1} KiB per connection; service CPU while idle {:.1} %{redis_cpu}",
         open.len(),
         opened.as_secs_f64(),
         before as f64 / 1024.0,
@@ -328,6 +343,36 @@ async fn sockets(options: &Options) {
         cpu * 100.0,
     );
     drop(open);
+}
+
+/// With BENCH_BARRIER=DIR:N, marks this generator's sockets open in DIR and waits until N
+/// generators have: the idle window then starts when every replica is idle, not while another
+/// still signs its players in.
+async fn wait_for_other_generators() {
+    let Some((dir, count)) = std::env::var("BENCH_BARRIER").ok().and_then(|v| {
+        Some((
+            v.split_once(':')?.0.to_owned(),
+            v.split_once(':')?.1.parse::<usize>().ok()?,
+        ))
+    }) else {
+        return;
+    };
+    let source = std::env::var("BENCH_SOURCE").unwrap_or_default();
+    std::fs::write(format!("{dir}/open-{source}"), b"").expect("barrier file");
+    loop {
+        let open = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("open-"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if open >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;

@@ -27,6 +27,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod passwords;
 pub mod players;
+pub mod presence_refresh;
 pub mod privacy;
 pub mod profiles;
 pub mod realtime;

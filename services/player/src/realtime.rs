@@ -19,7 +19,8 @@
 //! 1013 when the client reads its events too slowly ([`hub::QUEUE`]), 1001 when it stops answering.
 //!
 //! Presence is one entry per connection in Redis ([`flotilla_storage::presence`]), refreshed every
-//! third of [`PRESENCE_TTL`]. When the player's effective presence (their newest connection's status
+//! third of [`PRESENCE_TTL`], in batches with the replica's other connections
+//! ([`crate::presence_refresh`]). When the player's effective presence (their newest connection's status
 //! and payload, or offline) changes, each mutual friend allowed to see it gets an `Event::Presence`.
 //! Events are hints: a replica that dies sends no "offline" (its entries simply lapse), so clients
 //! read `GET /v1/presence` after connecting and when they need the truth.
@@ -437,16 +438,17 @@ impl Link {
             return Err(Exit::Close(close_code::AWAY, "no answer to pings".into()));
         }
         self.send(Message::Ping(Bytes::new())).await?;
-        match self.state.presence.refresh(&self.player, &self.connection).await {
-            Ok(true) => {}
-            // The entry lapsed (a Redis outage, a long pause): friends may have seen the player
-            // leave, so announce it again.
-            Ok(false) => {
-                if let Err(error) = self.publish_entry().await {
-                    tracing::warn!(%error, "presence could not be restored");
-                }
-            }
-            Err(error) => tracing::warn!(%error, "presence refresh failed"),
+        let refreshed = self
+            .state
+            .presence_refresher
+            .refresh(&self.player, &self.connection)
+            .await;
+        // The entry lapsed (a Redis outage, a long pause): friends may have seen the player
+        // leave, so announce it again. (A failed refresh was logged by the refresher.)
+        if refreshed == Some(false)
+            && let Err(error) = self.publish_entry().await
+        {
+            tracing::warn!(%error, "presence could not be restored");
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ use crate::model::{
     ConversationEntry, FriendEdge, Identity, MatchResult, Message, Notification, Player, ReadMarker,
     RefreshToken,
 };
+use crate::presence_refresh::PresenceRefresher;
 use crate::tokens::TokenKeys;
 
 pub type Shared = Arc<AppState>;
@@ -84,6 +85,7 @@ pub struct AppState {
     pub match_results: Store<MatchResult>,
     pub profiles: Cache,
     pub presence: Presence,
+    pub presence_refresher: PresenceRefresher,
     pub limiter: RateLimiter,
     pub bus: Bus,
     pub search: PlayerSearch,
@@ -111,6 +113,7 @@ impl AppState {
             namespace,
         } = storage;
         let cache_metrics = CacheMetrics::register(registry);
+        let presence = Presence::new(redis.clone(), PRESENCE_TTL);
         Self {
             players: mongo.store(),
             identities: mongo.store(),
@@ -122,7 +125,8 @@ impl AppState {
             notifications: mongo.store(),
             match_results: mongo.store(),
             profiles: Cache::new(redis.clone(), "profiles", config.profile_cache_ttl, cache_metrics),
-            presence: Presence::new(redis.clone(), PRESENCE_TTL),
+            presence: presence.clone(),
+            presence_refresher: PresenceRefresher::spawn(presence),
             limiter: RateLimiter::new(redis.clone()),
             bus,
             search,

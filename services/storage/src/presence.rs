@@ -65,20 +65,26 @@ return 1
     ))
 });
 
-/// KEYS[1] player; ARGV[1] connection, ARGV[2] ttl ms. Returns 0 if the entry had lapsed.
+/// KEYS = players, ARGV[i] the connection of KEYS[i], ARGV[#KEYS + 1] ttl ms. Returns, per
+/// connection, 1 if refreshed or 0 if its entry had lapsed or was removed.
 static REFRESH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{PRELUDE}
-local value = redis.call('HGET', KEYS[1], ARGV[1])
-if not value then return 0 end
-local deadline, entry = string.match(value, '^(%d+) (.*)$')
-if tonumber(deadline) == nil or tonumber(deadline) <= now then
-  sweep(KEYS[1])
-  return 0
+local ttl = tonumber(ARGV[#KEYS + 1])
+local result = {{}}
+for i, key in ipairs(KEYS) do
+  result[i] = 0
+  local value = redis.call('HGET', key, ARGV[i])
+  if value then
+    local deadline, entry = string.match(value, '^(%d+) (.*)$')
+    if tonumber(deadline) ~= nil and tonumber(deadline) > now then
+      redis.call('HSET', key, ARGV[i], string.format('%.0f', now + ttl) .. ' ' .. entry)
+      result[i] = 1
+    end
+  end
+  sweep(key)
 end
-redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f', now + tonumber(ARGV[2])) .. ' ' .. entry)
-sweep(KEYS[1])
-return 1
+return result
 "
     ))
 });
@@ -127,14 +133,28 @@ impl Presence {
     /// Keeps `connection` alive for another `ttl`. `false` if it had already lapsed or been removed:
     /// the caller should [`set`](Self::set) it again, since others have seen it go offline.
     pub async fn refresh(&self, player: &str, connection: &str) -> Result<bool> {
-        let mut redis = self.redis.clone();
-        let refreshed: i64 = REFRESH
-            .key(Self::key(player))
-            .arg(connection)
-            .arg(self.ttl_ms)
-            .invoke_async(&mut redis)
+        let refreshed = self
+            .refresh_many(&[(player.to_owned(), connection.to_owned())])
             .await?;
-        Ok(refreshed == 1)
+        Ok(refreshed.first().copied().unwrap_or(false))
+    }
+
+    /// [`refresh`](Self::refresh) for many `(player, connection)` pairs, in one round trip per
+    /// [`BATCH`] pairs (batches run concurrently): a replica refreshes all its connections at
+    /// once instead of one call per connection.
+    pub async fn refresh_many(&self, connections: &[(String, String)]) -> Result<Vec<bool>> {
+        let batches = try_join_all(connections.chunks(BATCH).map(|batch| async move {
+            let mut invocation = REFRESH.prepare_invoke();
+            for (player, connection) in batch {
+                invocation.key(Self::key(player)).arg(connection);
+            }
+            invocation.arg(self.ttl_ms);
+            let mut redis = self.redis.clone();
+            let refreshed: Vec<i64> = invocation.invoke_async(&mut redis).await?;
+            Ok::<_, crate::Error>(refreshed)
+        }))
+        .await?;
+        Ok(batches.into_iter().flatten().map(|r| r == 1).collect())
     }
 
     pub async fn remove(&self, player: &str, connection: &str) -> Result<()> {

@@ -464,6 +464,38 @@ async fn refresh_does_not_revive_a_removed_connection() {
 }
 
 #[tokio::test]
+async fn refresh_many_answers_each_connection_in_order_across_batches() {
+    let presence = Presence::new(redis().await, Duration::from_secs(30));
+    let base = unique("player");
+    // 250 connections, more than two batches: every third one never set, every fifth removed.
+    let mut connections = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..250_i64 {
+        let (player, connection) = (format!("{base}-{}", i % 40), format!("c{i}"));
+        let live = i % 3 != 0 && i % 5 != 0;
+        if i % 3 != 0 {
+            presence
+                .set(&player, &connection, &entry("online", i))
+                .await
+                .expect("set");
+        }
+        if i % 3 != 0 && i % 5 == 0 {
+            presence.remove(&player, &connection).await.expect("remove");
+        }
+        connections.push((player, connection));
+        expected.push(live);
+    }
+    assert_eq!(
+        presence.refresh_many(&connections).await.expect("refresh_many"),
+        expected
+    );
+    assert_eq!(
+        presence.refresh_many(&[]).await.expect("nothing"),
+        Vec::<bool>::new()
+    );
+}
+
+#[tokio::test]
 async fn get_many_returns_only_the_online_players() {
     let presence = Presence::new(redis().await, Duration::from_secs(30));
     let base = unique("player");
