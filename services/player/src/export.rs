@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use flotilla_storage::model::{Model, Store};
 use flotilla_storage::mongo::now_ms;
-use flotilla_storage::rate_limit::{Check, Limit};
+use flotilla_storage::rate_limit::Limit;
 
 use crate::error::{Error, Result};
 use crate::events::{MessageView, NotificationView};
@@ -112,13 +112,7 @@ pub struct MatchExport {
 /// `GET /v1/players/me/export`.
 async fn export(State(state): State<Shared>, session: Session) -> Result<Json<AccountExport>> {
     let me = session.player.as_str();
-    state
-        .limit(&[Check {
-            bucket: "export",
-            key: &state.key(me),
-            limit: EXPORT_LIMIT,
-        }])
-        .await?;
+    state.limit_player("export", me, EXPORT_LIMIT).await?;
     let player = players::load(&state, me)
         .await?
         .ok_or(Error::NotFound("player"))?;

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use flotilla_storage::model::Store;
 use flotilla_storage::mongo::now_ms;
 use flotilla_storage::page::{PageRequest, SortKey};
-use flotilla_storage::rate_limit::{Check, Limit};
+use flotilla_storage::rate_limit::Limit;
 
 use crate::error::{Error, Result};
 use crate::events::{self, Event, MessageView};
@@ -123,13 +123,7 @@ async fn send(
     validate_body(&new.body)?;
     let me = session.player.as_str();
     // Before the lookups, so refused attempts (probing who accepts messages) are counted too.
-    state
-        .limit(&[Check {
-            bucket: "messages",
-            key: &state.key(me),
-            limit: SEND_LIMIT,
-        }])
-        .await?;
+    state.limit_player("messages", me, SEND_LIMIT).await?;
     let target = players::load_visible(&state, &id).await?;
     privacy::check_can_message(&state, me, &target).await?;
     let now = now_ms();

@@ -152,6 +152,17 @@ impl AppState {
         }
     }
 
+    /// Counts an attempt by `player` against a per-player `limit` in `bucket`, keyed in this
+    /// deployment's namespace.
+    pub async fn limit_player(&self, bucket: &'static str, player: &str, limit: Limit) -> Result<()> {
+        self.limit(&[Check {
+            bucket,
+            key: &self.key(player),
+            limit,
+        }])
+        .await
+    }
+
     /// A Redis key in this deployment's namespace.
     pub fn key(&self, suffix: &str) -> String {
         format!("{}:{suffix}", self.namespace)
