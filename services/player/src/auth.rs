@@ -303,26 +303,22 @@ async fn link(
     JsonBody(body): JsonBody<LinkRequest>,
 ) -> Result<StatusCode> {
     let method = parse_method(&method)?;
-    let (identity_id, secret_hash) = match method {
+    let identifier = identifier(method, &body)?;
+    let secret_hash = match method {
         Method::Email => {
-            let email = normalize_email(body.email.as_deref().unwrap_or_default())?;
             let password = body
                 .password
                 .ok_or_else(|| Error::bad("password", "password is required"))?;
             validate_password(&password)?;
-            (
-                Method::Email.identity_id(&email),
-                passwords::hash(password).await?,
-            )
+            passwords::hash(password).await?
         }
         Method::Device | Method::Custom => {
-            let id = body.id.ok_or_else(|| Error::bad("id", "id is required"))?;
-            validate_id(method, &id)?;
-            (method.identity_id(&id), String::new())
+            validate_id(method, &identifier)?;
+            String::new()
         }
     };
     let identity = Identity {
-        id: identity_id,
+        id: method.identity_id(&identifier),
         player: session.player,
         method,
         secret_hash,
@@ -343,10 +339,7 @@ async fn unlink(
     JsonBody(body): JsonBody<LinkRequest>,
 ) -> Result<StatusCode> {
     let method = parse_method(&method)?;
-    let identifier = match method {
-        Method::Email => normalize_email(body.email.as_deref().unwrap_or_default())?,
-        Method::Device | Method::Custom => body.id.ok_or_else(|| Error::bad("id", "id is required"))?,
-    };
+    let identifier = identifier(method, &body)?;
     let linked = state.identities.count(doc! {"player": &session.player}).await?;
     if linked <= 1 {
         return Err(Error::Conflict("cannot unlink the only way to sign in".into()));
@@ -510,6 +503,14 @@ fn record_login(state: &Shared, method: &'static str, result: &'static str) {
         .logins
         .get_or_create(&LoginLabels { method, result })
         .inc();
+}
+
+/// The email (normalized) or id a link or unlink request names for `method`.
+fn identifier(method: Method, body: &LinkRequest) -> Result<String> {
+    match method {
+        Method::Email => normalize_email(body.email.as_deref().unwrap_or_default()),
+        Method::Device | Method::Custom => body.id.clone().ok_or_else(|| Error::bad("id", "id is required")),
+    }
 }
 
 fn parse_method(method: &str) -> Result<Method> {

@@ -73,35 +73,6 @@ pub async fn rebuild_search(storage: &Storage) -> Result<u64> {
     Ok(storage.search.rebuild(docs).await?)
 }
 
-/// The profile as its owner sees it.
-#[derive(Serialize, Clone, Debug, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OwnProfile {
-    pub id: String,
-    pub username: String,
-    pub display_name: String,
-    pub avatar_url: String,
-    pub language: String,
-    pub metadata: serde_json::Value,
-    pub privacy: Privacy,
-    pub created_ms: i64,
-}
-
-impl From<&Player> for OwnProfile {
-    fn from(p: &Player) -> Self {
-        Self {
-            id: p.id.clone(),
-            username: p.username.clone(),
-            display_name: p.display_name.clone(),
-            avatar_url: p.avatar_url.clone(),
-            language: p.language.clone(),
-            metadata: serde_json::from_str(&p.metadata).unwrap_or(serde_json::Value::Null),
-            privacy: p.privacy,
-            created_ms: p.created_ms,
-        }
-    }
-}
-
 /// What any other player sees: names, avatar and language. Metadata and privacy settings stay private.
 #[derive(Serialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -121,6 +92,28 @@ impl From<&Player> for PublicProfile {
             display_name: p.display_name.clone(),
             avatar_url: p.avatar_url.clone(),
             language: p.language.clone(),
+        }
+    }
+}
+
+/// The profile as its owner sees it: the public profile and what only the owner sees.
+#[derive(Serialize, Clone, Debug, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnProfile {
+    #[serde(flatten)]
+    pub public: PublicProfile,
+    pub metadata: serde_json::Value,
+    pub privacy: Privacy,
+    pub created_ms: i64,
+}
+
+impl From<&Player> for OwnProfile {
+    fn from(p: &Player) -> Self {
+        Self {
+            public: PublicProfile::from(p),
+            metadata: serde_json::from_str(&p.metadata).unwrap_or(serde_json::Value::Null),
+            privacy: p.privacy,
+            created_ms: p.created_ms,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Presence refreshes of this replica's connections, batched. Each connection still asks on its
 //! own heartbeat, but the requests that arrive within [`WINDOW`] of each other reach Redis
 //! together (`Presence::refresh_many`): one round trip per hundred connections instead of one
-//! each, which is what an idle replica with tens of thousands of sockets spends its time on.
+//! each (measured in docs/benchmarks.md: 17 % less idle CPU in the service, 11 % in Redis).
 
 use std::time::Duration;
 
