@@ -1,10 +1,13 @@
 //! Operator actions, authorised by the service key: banning and unbanning players.
+//!
+//! A ban is its own document ([`BanRecord`]), written by these two handlers only; the player
+//! document carries a copy for reads, which [`players::settle_ban`] keeps in step.
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
-use mongodb::bson::{Bson, doc};
+use mongodb::bson::doc;
 use serde::Deserialize;
 
 use flotilla_storage::mongo::now_ms;
@@ -12,6 +15,7 @@ use flotilla_storage::mongo::now_ms;
 use crate::auth;
 use crate::error::{Error, Result};
 use crate::extract::JsonBody;
+use crate::model::BanRecord;
 use crate::players;
 use crate::session::ServiceCaller;
 use crate::state::Shared;
@@ -37,15 +41,16 @@ async fn ban(
     if body.reason.is_empty() || body.reason.len() > 500 {
         return Err(Error::bad("reason", "reason must be 1-500 characters"));
     }
-    let ban = doc! {"reason": &body.reason, "since_ms": now_ms()};
-    if !state
-        .players
-        .update_idempotent(doc! {"_id": &id}, doc! {"$set": {"banned": ban}})
-        .await?
-    {
+    if state.players.get(&id).await?.is_none() {
         return Err(Error::NotFound("player"));
     }
-    players::invalidate(&state, &id).await?;
+    let ban = BanRecord {
+        player: id.clone(),
+        reason: body.reason,
+        since_ms: now_ms(),
+    };
+    state.bans.replace(&id, &ban).await?;
+    players::settle_ban(&state, &id).await?;
     auth::revoke_all(&state, &id, "banned").await?;
     if let Err(error) = state.search.delete(&id).await {
         tracing::warn!(%error, "search index delete failed");
@@ -58,14 +63,11 @@ async fn unban(
     _caller: ServiceCaller,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    if !state
-        .players
-        .update_idempotent(doc! {"_id": &id}, doc! {"$set": {"banned": Bson::Null}})
-        .await?
-    {
+    if state.players.get(&id).await?.is_none() {
         return Err(Error::NotFound("player"));
     }
-    players::invalidate(&state, &id).await?;
+    state.bans.delete_one(doc! {"_id": &id}).await?;
+    players::settle_ban(&state, &id).await?;
     if let Some(player) = players::load(&state, &id).await? {
         players::index(&state, &player).await;
     }

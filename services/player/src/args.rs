@@ -95,6 +95,12 @@ pub struct ServeArgs {
     #[arg(long, env = "FLOTILLA_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
 
+    /// How many proxies in front of the service append to the client-address header: the address
+    /// used is that many entries from the right, since entries to its left are the client's to
+    /// choose.
+    #[arg(long, env = "FLOTILLA_TRUSTED_PROXY_HOPS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub trusted_proxy_hops: u32,
+
     /// Login attempts allowed per account per 5 minutes.
     #[arg(long, env = "FLOTILLA_LOGIN_LIMIT_ACCOUNT", default_value_t = 10)]
     pub login_limit_account: u32,

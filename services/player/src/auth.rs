@@ -15,7 +15,6 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mongodb::bson::doc;
-use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 
 use flotilla_storage::mongo::now_ms;
@@ -25,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::events::{self, Event};
 use crate::extract::JsonBody;
 use crate::metrics::LoginLabels;
-use crate::model::{Identity, Method, Player, Privacy, RefreshToken, new_id};
+use crate::model::{Identity, Method, Player, Privacy, RefreshToken, RevokedSession, new_id, random};
 use crate::passwords;
 use crate::players::{self, OwnProfile};
 use crate::session::{self, Session};
@@ -107,28 +106,45 @@ pub struct Tokens {
     pub created: bool,
 }
 
-/// The caller's address, for per-address limits: the trusted proxy header when configured, else the
-/// TCP peer.
+/// The caller's address, for per-address limits: from the trusted proxies' header when configured,
+/// else the TCP peer.
 pub struct ClientAddress(pub Option<IpAddr>);
 
 impl FromRequestParts<Shared> for ClientAddress {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self> {
-        if let Some(header) = &state.config.client_ip_header {
-            let forwarded = parts.headers.get(header).and_then(|v| v.to_str().ok());
-            let first = forwarded.and_then(|v| v.split(',').next()).map(str::trim);
-            if let Some(address) = first.and_then(|v| v.parse().ok()) {
-                return Ok(Self(Some(address)));
-            }
-        }
-        Ok(Self(
+        let peer = || {
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0.ip()),
-        ))
+                .map(|info| info.0.ip())
+        };
+        let Some(source) = &state.config.client_address else {
+            return Ok(Self(peer()));
+        };
+        let header = parts
+            .headers
+            .get_all(&source.header)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(Self(forwarded_client(&header, source.trusted_hops).or_else(peer)))
     }
+}
+
+/// The client's address in an `X-Forwarded-For`-style list that `hops` trusted proxies appended to:
+/// the entry `hops` from the right. Entries further left were sent by the client and prove nothing.
+/// `None` when the list is shorter than that or the entry is not an address.
+fn forwarded_client(header: &str, hops: usize) -> Option<IpAddr> {
+    let entries: Vec<&str> = header
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    let index = entries.len().checked_sub(hops)?;
+    entries.get(index)?.parse().ok()
 }
 
 async fn register_email(
@@ -153,11 +169,9 @@ async fn register_email(
         secret_hash,
     )
     .await?;
+    let tokens = sign_in(&state, &player.id, "email", true).await?;
     record_login(&state, "email", "created");
-    Ok((
-        StatusCode::CREATED,
-        Json(issue(&state, &player, None, true).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(tokens)))
 }
 
 async fn login_email(
@@ -179,9 +193,9 @@ async fn login_email(
         record_login(&state, "email", "refused");
         return Err(Error::Unauthenticated("email or password is wrong"));
     };
-    let player = signed_in_player(&state, &identity.player, "email").await?;
+    let tokens = sign_in(&state, &identity.player, "email", false).await?;
     record_login(&state, "email", "ok");
-    Ok(Json(issue(&state, &player, None, false).await?))
+    Ok(Json(tokens))
 }
 
 async fn login_device(
@@ -210,9 +224,9 @@ async fn login_by_id(
     let identity_id = method.identity_id(&body.id);
     limit_sign_in(&state, &address, Some(&identity_id)).await?;
     if let Some(identity) = state.identities.get(&identity_id).await? {
-        let player = signed_in_player(&state, &identity.player, method.as_str()).await?;
+        let tokens = sign_in(&state, &identity.player, method.as_str(), false).await?;
         record_login(&state, method.as_str(), "ok");
-        return Ok((StatusCode::OK, Json(issue(&state, &player, None, false).await?)));
+        return Ok((StatusCode::OK, Json(tokens)));
     }
     if !body.create {
         record_login(&state, method.as_str(), "refused");
@@ -223,7 +237,7 @@ async fn login_by_id(
             players::validate_username(&username)?;
             username
         }
-        None => generated_username(),
+        None => generated_username()?,
     };
     match create_account(
         &state,
@@ -236,22 +250,19 @@ async fn login_by_id(
     .await
     {
         Ok(player) => {
+            let tokens = sign_in(&state, &player.id, method.as_str(), true).await?;
             record_login(&state, method.as_str(), "created");
-            Ok((
-                StatusCode::CREATED,
-                Json(issue(&state, &player, None, true).await?),
-            ))
+            Ok((StatusCode::CREATED, Json(tokens)))
         }
-        // Two first sign-ins with the same new device raced and the other won: sign in to its account.
-        Err(Error::Conflict(_)) => {
-            let identity = state
-                .identities
-                .get(&identity_id)
-                .await?
-                .ok_or(Error::NotFound("account"))?;
-            let player = signed_in_player(&state, &identity.player, method.as_str()).await?;
+        Err(conflict @ Error::Conflict(_)) => {
+            // Two first sign-ins with the same new id raced and the other won: sign in to its
+            // account. Otherwise the username was taken.
+            let Some(identity) = state.identities.get(&identity_id).await? else {
+                return Err(conflict);
+            };
+            let tokens = sign_in(&state, &identity.player, method.as_str(), false).await?;
             record_login(&state, method.as_str(), "ok");
-            Ok((StatusCode::OK, Json(issue(&state, &player, None, false).await?)))
+            Ok((StatusCode::OK, Json(tokens)))
         }
         Err(error) => Err(error),
     }
@@ -267,28 +278,43 @@ async fn refresh(
     if body.refresh_token.len() > 128 {
         return Err(REFUSED);
     }
-    let hash = token_hash(&body.refresh_token);
-    let now = now_ms();
-    let used = state
+    let presented = state
         .refresh_tokens
-        .update_and_get(
-            doc! {"_id": &hash, "used": false, "expires_ms": {"$gt": now}},
-            doc! {"$set": {"used": true}},
-        )
-        .await?;
-    let Some(token) = used else {
-        if let Some(replayed) = state.refresh_tokens.get(&hash).await?.filter(|t| t.used) {
-            // A used token again: whoever holds it copied it. End the whole sign-in, for both copies.
-            tracing::warn!(session = %replayed.family, "refresh token reused; revoking its session");
-            revoke_family(&state, &replayed.player, &replayed.family).await?;
+        .get(&token_hash(&body.refresh_token))
+        .await?
+        .filter(|token| token.expires_ms > now_ms())
+        .ok_or(REFUSED)?;
+    // Using token n is inserting token n + 1: of two uses of one token, the unique (family,
+    // generation) index lets exactly one through.
+    let (refresh_token, next) = next_refresh_token(&state, &presented)?;
+    match state.refresh_tokens.insert(&next).await {
+        Ok(()) => {}
+        // The new token's hash is 256 random bits, so the only index it can collide on is the
+        // generation's (which FerretDB does not name when the colliding token was revoked since).
+        Err(flotilla_storage::Error::Duplicate { .. }) => {
+            // Used already: whoever holds it copied it. End the whole sign-in, for both copies.
+            tracing::warn!(session = %presented.family, "refresh token reused; revoking its session");
+            revoke_family(&state, &presented.player, &presented.family).await?;
             return Err(Error::Unauthenticated(
                 "refresh token was already used; the session is revoked",
             ));
         }
-        return Err(REFUSED);
+        Err(error) => return Err(error.into()),
+    }
+    // Checked after storing the next token: a sign-out recorded before this read is seen here, and
+    // one recorded after it deletes the token just stored (see `RevokedSession`).
+    if state.revoked_sessions.get(&presented.family).await?.is_some() {
+        state.refresh_tokens.delete_one(doc! {"_id": &next.hash}).await?;
+        return Err(Error::Unauthenticated("session was signed out or revoked"));
+    }
+    let player = match signed_in_player(&state, &presented.player, "refresh").await {
+        Ok(player) => player,
+        Err(error) => {
+            state.refresh_tokens.delete_one(doc! {"_id": &next.hash}).await?;
+            return Err(error);
+        }
     };
-    let player = signed_in_player(&state, &token.player, "refresh").await?;
-    Ok(Json(issue(&state, &player, Some(token.family), false).await?))
+    Ok(Json(tokens(&state, &player, &next.family, refresh_token, false)?))
 }
 
 async fn logout(State(state): State<Shared>, session: Session) -> Result<StatusCode> {
@@ -340,18 +366,33 @@ async fn unlink(
 ) -> Result<StatusCode> {
     let method = parse_method(&method)?;
     let identifier = identifier(method, &body)?;
-    let linked = state.identities.count(doc! {"player": &session.player}).await?;
-    if linked <= 1 {
-        return Err(Error::Conflict("cannot unlink the only way to sign in".into()));
-    }
-    let deleted = state
+    let id = method.identity_id(&identifier);
+    let Some(identity) = state
         .identities
-        .delete_one(doc! {"_id": method.identity_id(&identifier), "player": &session.player})
-        .await?;
-    if !deleted {
+        .get(&id)
+        .await?
+        .filter(|i| i.player == session.player)
+    else {
+        return Err(Error::NotFound("linked sign-in"));
+    };
+    if state.identities.count(doc! {"player": &session.player}).await? <= 1 {
+        return Err(last_sign_in());
+    }
+    if !state.identities.delete_one(doc! {"_id": &id}).await? {
         return Err(Error::NotFound("linked sign-in"));
     }
+    // Two unlinks at once may each have counted the other's method: count again after deleting,
+    // and put this one back if it was the last. Of racing unlinks, at least one finds a method left
+    // or restores its own, so an account never ends with no way in.
+    if state.identities.count(doc! {"player": &session.player}).await? == 0 {
+        state.identities.insert(&identity).await?;
+        return Err(last_sign_in());
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn last_sign_in() -> Error {
+    Error::Conflict("cannot unlink the only way to sign in".into())
 }
 
 async fn create_account(
@@ -364,7 +405,7 @@ async fn create_account(
 ) -> Result<Player> {
     let now = now_ms();
     let player = Player {
-        id: new_id(),
+        id: new_id()?,
         username: username.to_owned(),
         username_key: username.to_lowercase(),
         display_name: display_name.to_owned(),
@@ -408,33 +449,73 @@ async fn signed_in_player(state: &Shared, id: &str, method: &'static str) -> Res
     Ok(player)
 }
 
-/// Issues an access token and the next refresh token of `family` (a new family for a new sign-in).
-async fn issue(state: &Shared, player: &Player, family: Option<String>, created: bool) -> Result<Tokens> {
-    let family = family.unwrap_or_else(new_id);
+/// Starts a sign-in of `player`: the first refresh token of a new family, then an access token.
+///
+/// The token is stored before the ban check, and a ban is recorded before it revokes the player's
+/// tokens, so a sign-in racing a ban either sees the ban or has its token revoked by it.
+async fn sign_in(state: &Shared, player: &str, method: &'static str, created: bool) -> Result<Tokens> {
+    let now = now_ms();
+    let refresh_token = random_token()?;
+    let record = RefreshToken {
+        hash: token_hash(&refresh_token),
+        family: new_id()?,
+        player: player.to_owned(),
+        generation: 0,
+        expires_ms: now.saturating_add(refresh_ttl_ms(state)),
+        created_ms: now,
+    };
+    state.refresh_tokens.insert(&record).await?;
+    match signed_in_player(state, player, method).await {
+        Ok(player) => tokens(state, &player, &record.family, refresh_token, created),
+        Err(error) => {
+            state
+                .refresh_tokens
+                .delete_one(doc! {"_id": &record.hash})
+                .await?;
+            Err(error)
+        }
+    }
+}
+
+/// The token that follows `presented` in its family, and its value (stored only hashed).
+fn next_refresh_token(state: &Shared, presented: &RefreshToken) -> Result<(String, RefreshToken)> {
+    let now = now_ms();
+    let value = random_token()?;
+    let next = RefreshToken {
+        hash: token_hash(&value),
+        family: presented.family.clone(),
+        player: presented.player.clone(),
+        generation: presented.generation + 1,
+        expires_ms: now.saturating_add(refresh_ttl_ms(state)),
+        created_ms: now,
+    };
+    Ok((value, next))
+}
+
+fn refresh_ttl_ms(state: &Shared) -> i64 {
+    i64::try_from(state.config.refresh_token_ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The answer to a sign-in or refresh: a new access token for `family` and the refresh token given.
+fn tokens(
+    state: &Shared,
+    player: &Player,
+    family: &str,
+    refresh_token: String,
+    created: bool,
+) -> Result<Tokens> {
     let now = now_ms();
     let ttl = state.config.access_token_ttl.as_secs();
     let claims = Claims {
         iss: ISSUER.into(),
         aud: AUDIENCE.into(),
         sub: player.id.clone(),
-        sid: family.clone(),
+        sid: family.to_owned(),
         iat: now / 1000,
         exp: now / 1000 + i64::try_from(ttl).unwrap_or(i64::MAX),
     };
-    let access_token = state.tokens.sign(&claims)?;
-    let refresh_token = random_token()?;
-    let refresh_ttl = i64::try_from(state.config.refresh_token_ttl.as_millis()).unwrap_or(i64::MAX);
-    let record = RefreshToken {
-        hash: token_hash(&refresh_token),
-        family,
-        player: player.id.clone(),
-        used: false,
-        expires_ms: now.saturating_add(refresh_ttl),
-        created_ms: now,
-    };
-    state.refresh_tokens.insert(&record).await?;
     Ok(Tokens {
-        access_token,
+        access_token: state.tokens.sign(&claims)?,
         expires_in: ttl,
         refresh_token,
         player: OwnProfile::from(player),
@@ -442,9 +523,10 @@ async fn issue(state: &Shared, player: &Player, family: Option<String>, created:
     })
 }
 
-/// Ends a sign-in: its refresh tokens are deleted, its access tokens refused from now on, and its
-/// realtime connections closed.
+/// Ends a sign-in: it is recorded as revoked, its refresh tokens deleted (in that order, see
+/// `RevokedSession`), its access tokens refused from now on, and its realtime connections closed.
 pub async fn revoke_family(state: &Shared, player: &str, family: &str) -> Result<()> {
+    record_revoked(state, player, family).await?;
     state.refresh_tokens.delete_many(doc! {"family": family}).await?;
     session::revoke(state, family).await?;
     let event = Event::Disconnect {
@@ -464,9 +546,12 @@ pub async fn revoke_all(state: &Shared, player: &str, reason: &str) -> Result<()
     families.sort();
     families.dedup();
     for family in &families {
-        session::revoke(state, family).await?;
+        record_revoked(state, player, family).await?;
     }
     state.refresh_tokens.delete_many(doc! {"player": player}).await?;
+    for family in &families {
+        session::revoke(state, family).await?;
+    }
     events::publish(
         state,
         player,
@@ -476,6 +561,18 @@ pub async fn revoke_all(state: &Shared, player: &str, reason: &str) -> Result<()
         },
     )
     .await
+}
+
+async fn record_revoked(state: &Shared, player: &str, family: &str) -> Result<()> {
+    let revoked = RevokedSession {
+        family: family.to_owned(),
+        player: player.to_owned(),
+        expires_ms: now_ms().saturating_add(refresh_ttl_ms(state)),
+    };
+    match state.revoked_sessions.insert(&revoked).await {
+        Ok(()) | Err(flotilla_storage::Error::Duplicate { .. }) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Counts a sign-in attempt against its address's limit (when the address is known) and its
@@ -560,20 +657,14 @@ fn validate_id(method: Method, id: &str) -> Result<()> {
     Ok(())
 }
 
-fn generated_username() -> String {
-    let mut bytes = [0_u8; 6];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .unwrap_or_default();
+fn generated_username() -> Result<String> {
+    let bytes: [u8; 6] = random()?;
     let number = bytes.iter().fold(0_u64, |n, b| (n << 8) | u64::from(*b)) % 1_000_000_000_000;
-    format!("player{number:012}")
+    Ok(format!("player{number:012}"))
 }
 
 fn random_token() -> Result<String> {
-    let mut bytes = [0_u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| Error::Config("no randomness".into()))?;
+    let bytes: [u8; 32] = random()?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
@@ -606,6 +697,19 @@ mod tests {
     }
 
     #[test]
+    fn the_client_address_is_taken_the_trusted_hops_from_the_right() {
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        // The client wrote the first entry; the one proxy appended what it saw.
+        let header = "203.0.113.9, 198.51.100.7";
+        assert_eq!(forwarded_client(header, 1), ip("198.51.100.7"));
+        assert_eq!(forwarded_client(header, 2), ip("203.0.113.9"));
+        assert_eq!(forwarded_client(header, 3), None, "shorter than the proxy chain");
+        assert_eq!(forwarded_client("", 1), None);
+        assert_eq!(forwarded_client("spoofed, not-an-address", 1), None);
+        assert_eq!(forwarded_client("2001:db8::1", 1), ip("2001:db8::1"));
+    }
+
+    #[test]
     fn ids_and_passwords_have_bounds() {
         assert!(validate_id(Method::Device, "0123456789").is_ok());
         assert!(validate_id(Method::Device, "short").is_err());
@@ -614,7 +718,8 @@ mod tests {
         assert!(validate_password("12345678").is_ok());
         assert!(validate_password("1234567").is_err());
         assert!(
-            generated_username().len() == 18 && players::validate_username(&generated_username()).is_ok()
+            generated_username().expect("random").len() == 18
+                && players::validate_username(&generated_username().expect("random")).is_ok()
         );
     }
 }

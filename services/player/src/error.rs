@@ -34,6 +34,8 @@ pub enum Error {
     Hashing(String),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("the operating system's random source failed")]
+    NoRandomness,
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -65,12 +67,14 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Storage(flotilla_storage::Error::Duplicate { .. }) => StatusCode::CONFLICT,
+            Error::Storage(
+                flotilla_storage::Error::Duplicate { .. } | flotilla_storage::Error::Contended { .. },
+            ) => StatusCode::CONFLICT,
             Error::Storage(flotilla_storage::Error::BadCursor) => StatusCode::BAD_REQUEST,
             Error::Storage(flotilla_storage::Error::Mongo(_) | flotilla_storage::Error::Redis(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Error::Storage(_) | Error::Hashing(_) | Error::Config(_) | Error::Io(_) => {
+            Error::Storage(_) | Error::Hashing(_) | Error::Config(_) | Error::NoRandomness | Error::Io(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
@@ -83,14 +87,19 @@ impl Error {
             Error::Unauthenticated(_) => "unauthenticated",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
-            Error::Conflict(_) | Error::Storage(flotilla_storage::Error::Duplicate { .. }) => "conflict",
+            Error::Conflict(_)
+            | Error::Storage(
+                flotilla_storage::Error::Duplicate { .. } | flotilla_storage::Error::Contended { .. },
+            ) => "conflict",
             Error::RateLimited { .. } => "rate_limited",
             Error::Banned => "banned",
             Error::Storage(flotilla_storage::Error::BadCursor) => "bad_request",
             Error::Storage(flotilla_storage::Error::Mongo(_) | flotilla_storage::Error::Redis(_)) => {
                 "unavailable"
             }
-            Error::Storage(_) | Error::Hashing(_) | Error::Config(_) | Error::Io(_) => "internal",
+            Error::Storage(_) | Error::Hashing(_) | Error::Config(_) | Error::NoRandomness | Error::Io(_) => {
+                "internal"
+            }
         }
     }
 }
@@ -117,6 +126,9 @@ impl IntoResponse for Error {
             }
             Error::Storage(flotilla_storage::Error::BadCursor) => {
                 ("cursor is invalid".into(), Some("cursor"))
+            }
+            Error::Storage(flotilla_storage::Error::Contended { .. }) => {
+                ("it changed while being updated; retry".into(), None)
             }
             _ if status.is_server_error() => {
                 tracing::error!(error = %self, "request failed");

@@ -105,7 +105,7 @@ pub async fn notify(
 ) -> Result<NotificationView> {
     let now = flotilla_storage::mongo::now_ms();
     let notification = Notification {
-        id: new_sortable_id(now),
+        id: new_sortable_id(now)?,
         player: player.to_owned(),
         kind,
         subject: subject.map(str::to_owned),

@@ -80,7 +80,8 @@ pub struct SignInExport {
 pub struct SessionExport {
     pub created_ms: i64,
     pub expires_ms: i64,
-    pub used: bool,
+    /// Which refresh of its sign-in issued it: 0 for the sign-in itself.
+    pub generation: i64,
 }
 
 #[derive(Serialize, Debug, schemars::JsonSchema)]
@@ -154,7 +155,7 @@ async fn export(State(state): State<Shared>, session: Session) -> Result<Json<Ac
             .map(|token| SessionExport {
                 created_ms: token.created_ms,
                 expires_ms: token.expires_ms,
-                used: token.used,
+                generation: token.generation,
             })
             .collect(),
         relationships: edges

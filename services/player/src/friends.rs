@@ -1,30 +1,30 @@
 //! Friends and blocks: requests, accepting, declining, cancelling, removing, blocking, the lists, mutual
 //! friends and suggestions.
 //!
-//! A relationship is two [`FriendEdge`]s, one owned by each player (Nakama's model); what they may be
+//! A relationship is what each of the two players is to the other (Nakama's model); what they may be
 //! together is `(none, none)`, `(inviteSent, inviteReceived)`, `(mutual, mutual)` and a block on either
-//! side or both, the blocked side's edge removed. `decide` is the whole rulebook: a pure function from
-//! an operation and the two edges as they are to the two edges as they must become.
+//! side or both, the blocked side's state removed. `decide` is the whole rulebook: a pure function from
+//! an operation and the relationship as it is to the relationship as it must become.
 //!
-//! FerretDB has no transactions, so `change` writes the two edges one at a time, each as a
-//! compare-and-set against the state it read (an insert for a missing edge, whose `_id` is unique;
-//! a filtered update or delete otherwise). Three consequences:
-//! - A write that finds its edge changed since it was read (the other player acting at the same time)
-//!   is not made; the edges are read again and the operation decided afresh. A block is therefore never
-//!   overwritten by a request that read the edges just before it.
-//! - After writing, the edges are read again (the check the compare-and-set cannot make on its own,
-//!   since FerretDB may apply a filtered update in two steps). A request racing the reverse request
-//!   sees the other's request there, or has its own write refused, and both end `mutual`.
-//! - The other player's edge is written first and the caller's own last, so the caller's edge still
-//!   shows what it was until the operation is complete. A crash between the two writes leaves the
-//!   other edge changed and the caller's not (a request: their `inviteReceived` without the caller's
-//!   `inviteSent`); `decide` reads each such half-written pair as the operation in progress, so
-//!   retrying it (or, where it makes sense, the other player's next operation) completes it. Until
-//!   then the half-written pair grants nothing: privacy rules count players as friends only when both
-//!   edges say `mutual`, and a block is honoured from whichever side holds it.
+//! The relationship is a sequence ([`flotilla_storage::sequence`]): each operation that changes it
+//! appends the next [`RelationshipStep`], holding both sides at once, by inserting it against its
+//! unique `_id`. FerretDB makes that insert atomic and nothing else about updates, so:
+//! - Of two operations deciding on the same step at once, one appends and the other finds the
+//!   position taken, reads the new step and decides again. An operation that then no longer applies
+//!   (accepting what was just declined, declining what was just accepted, anything after a block)
+//!   answers 409, as does answering a request that the step just before answered or withdrew; two
+//!   players asking each other at once end as friends.
+//! - No crash can leave half a relationship: a step is one document.
+//! - The steps are the relationship's history, deleted with either account.
 //!
-//! Notifications (a request, an accept) are sent after both edges are written, and only by the call
-//! that wrote them. They are best-effort: a failure is logged, not answered, and a crash just before
+//! Friend lists, limits and privacy checks query [`FriendEdge`]s, one per side, which the operation
+//! writes from the newest step after appending (`project`, via `Sequence::settle`). They lag the step
+//! only while that write is under way, or after a crash until the next operation on the pair.
+//! `decide` also reads the half-written pairs that edges written before relationships were sequences
+//! (migration 5) may hold, each as the operation that was under way, so old data completes too.
+//!
+//! Notifications (a request, an accept) are sent after the step is appended, and only by the call
+//! that appended it. They are best-effort: a failure is logged, not answered, and a crash just before
 //! loses the notification, never the relationship, which the lists always show.
 //!
 //! The friend limit counts `mutual` and `inviteSent` edges. It is checked before writing, so requests
@@ -42,11 +42,12 @@ use serde_json::json;
 
 use flotilla_storage::mongo::now_ms;
 use flotilla_storage::page::{Page, PageRequest, SortKey};
+use flotilla_storage::sequence::{Append, entry_id};
 
 use crate::error::{Error, Result};
 use crate::events;
 use crate::extract::QueryParams;
-use crate::model::{FriendEdge, FriendState, NotificationKind, Player, RequestAudience};
+use crate::model::{FriendEdge, FriendState, NotificationKind, Player, RelationshipStep, RequestAudience};
 use crate::players::{self, PublicProfile};
 use crate::privacy::{self, Relation};
 use crate::session::Session;
@@ -142,6 +143,21 @@ enum Op {
     Remove,
     Block,
     Unblock,
+}
+
+impl Op {
+    /// The name a step records.
+    fn as_str(self) -> &'static str {
+        match self {
+            Op::Request => "request",
+            Op::Accept => "accept",
+            Op::Decline => "decline",
+            Op::Cancel => "cancel",
+            Op::Remove => "remove",
+            Op::Block => "block",
+            Op::Unblock => "unblock",
+        }
+    }
 }
 
 /// Why [`decide`] refused.
@@ -250,39 +266,107 @@ fn counted(state: Option<FriendState>) -> bool {
     matches!(state, Some(FriendState::Mutual | FriendState::InviteSent))
 }
 
-/// Both edges between the caller and another player.
-#[derive(Debug, Default)]
-struct Edges {
-    mine: Option<FriendEdge>,
-    theirs: Option<FriendEdge>,
+/// The relationship between the caller and another player as a sequence shows it, and the edges
+/// (its projection) as they were read.
+struct Current {
+    key: String,
+    head: Option<RelationshipStep>,
+    edges: [Option<FriendEdge>; 2],
+    relation: Relation,
 }
 
-impl Edges {
+impl Current {
+    /// Reads the edges, then the sequence from the step they show. A pair with no steps yet (edges
+    /// written before relationships were sequences, or none) stands as its edges say.
     async fn read(state: &AppState, me: &str, them: &str) -> Result<Self> {
-        let ids = vec![FriendEdge::id_of(me, them), FriendEdge::id_of(them, me)];
-        let mut edges = Edges::default();
+        let key = RelationshipStep::key_of(me, them);
+        let ids = [FriendEdge::id_of(me, them), FriendEdge::id_of(them, me)];
+        let mut edges = [None, None];
         for edge in state.edges.get_many(&ids).await? {
-            if edge.owner == me {
-                edges.mine = Some(edge);
-            } else {
-                edges.theirs = Some(edge);
-            }
+            let side = usize::from(edge.owner != me);
+            edges[side] = Some(edge);
         }
-        Ok(edges)
+        let hint = edges.iter().flatten().map(|edge| edge.seq).max().unwrap_or(0);
+        let head = state.relationships.head(&key, hint).await?;
+        let relation = match &head {
+            Some(step) => step.relation(me),
+            None => Relation {
+                forward: edges[0].as_ref().map(|edge| edge.state),
+                backward: edges[1].as_ref().map(|edge| edge.state),
+            },
+        };
+        Ok(Self {
+            key,
+            head,
+            edges,
+            relation,
+        })
     }
 
-    fn relation(&self) -> Relation {
-        Relation {
-            forward: self.mine.as_ref().map(|edge| edge.state),
-            backward: self.theirs.as_ref().map(|edge| edge.state),
+    /// Whether the newest step, made by someone else or by another operation than `op`, ended a
+    /// request between the two (accepted, declined, cancelled, or ended by a block): the step
+    /// before it held one.
+    async fn answered(&self, state: &AppState, me: &str, op: Op) -> Result<bool> {
+        let Some(head) = self
+            .head
+            .as_ref()
+            .filter(|head| head.seq > 1 && !(head.by == me && head.op == op.as_str()))
+        else {
+            return Ok(false);
+        };
+        let before = state
+            .relationships
+            .store()
+            .get(&entry_id(&self.key, head.seq - 1))
+            .await?;
+        let pending =
+            |relation: Relation| relation == SENT || relation.forward == Some(FriendState::InviteReceived);
+        Ok(before.is_some_and(|step| pending(step.relation(me)) && !pending(head.relation(me))))
+    }
+
+    /// When the relationship last changed.
+    fn updated_ms(&self) -> i64 {
+        match &self.head {
+            Some(step) => step.at_ms,
+            None => self.edges[0].as_ref().map_or(0, |edge| edge.updated_ms),
         }
+    }
+
+    /// Whether the edges show the newest step.
+    fn projected(&self) -> bool {
+        self.head.as_ref().is_none_or(|head| {
+            self.edges.iter().flatten().all(|edge| edge.seq == head.seq)
+                && self.edges.iter().flatten().count() == head.states().iter().flatten().count()
+        })
+    }
+}
+
+impl RelationshipStep {
+    /// How `me` and the other player see each other in this step.
+    fn relation(&self, me: &str) -> Relation {
+        if me == self.low {
+            Relation {
+                forward: self.low_state,
+                backward: self.high_state,
+            }
+        } else {
+            Relation {
+                forward: self.high_state,
+                backward: self.low_state,
+            }
+        }
+    }
+
+    fn states(&self) -> [Option<FriendState>; 2] {
+        [self.low_state, self.high_state]
     }
 }
 
 /// What [`change`] did.
 struct Outcome {
-    /// The edges as last read, after any writes.
-    edges: Edges,
+    /// The relationship as this call left it (or found it, when there was nothing to do).
+    relation: Relation,
+    updated_ms: i64,
     /// The pair this call wrote, if it wrote anything.
     wrote: Option<Relation>,
 }
@@ -290,37 +374,127 @@ struct Outcome {
 /// Applies `op` by the caller `me` to their relationship with `them` (see the module comment).
 /// `target` is the other player, needed when `op` may send a request (to check their privacy).
 async fn change(state: &AppState, me: &str, them: &str, op: Op, target: Option<&Player>) -> Result<Outcome> {
-    let mut wrote = None;
     let mut raced = false;
     for _ in 0..ATTEMPTS {
-        let edges = Edges::read(state, me, them).await?;
-        let now = edges.relation();
+        let current = Current::read(state, me, them).await?;
+        let now = current.relation;
         let wanted = match decide(op, now) {
             Ok(wanted) => wanted,
-            // Once this call has written (or lost a write to the other player), a refusal means the
-            // other player acted since: a friendship the other player made while we asked for it,
-            // or our removal followed at once by their new request. The operation itself was done.
-            Err(Refusal::AlreadyFriends) if raced || wrote.is_some() => return Ok(Outcome { edges, wrote }),
-            Err(_) if wrote.is_some() => return Ok(Outcome { edges, wrote }),
+            // A friendship the other player made while we asked for it is what we asked for.
+            Err(Refusal::AlreadyFriends) if raced => {
+                return Ok(Outcome {
+                    relation: now,
+                    updated_ms: current.updated_ms(),
+                    wrote: None,
+                });
+            }
+            // The other player changed the relationship first (declined what we accept, accepted
+            // what we decline, blocked): one of two conflicting operations wins, the other hears so.
+            Err(_) if raced => {
+                return Err(Error::Conflict(
+                    "the relationship changed at the same moment; read it again".into(),
+                ));
+            }
+            // Answering a request that another operation answered or withdrew just before: the two
+            // conflicted, even if this call arrived only after the other had finished. (The same
+            // answer repeated is just a request that is gone: 404.)
+            Err(Refusal::NoRequest)
+                if matches!(op, Op::Accept | Op::Decline) && current.answered(state, me, op).await? =>
+            {
+                return Err(Error::Conflict(
+                    "that request was answered or withdrawn already".into(),
+                ));
+            }
             Err(refusal) => return Err(refusal.into()),
         };
         if wanted == now {
-            return Ok(Outcome { edges, wrote });
+            if let Some(head) = current.head.clone().filter(|_| !current.projected()) {
+                project(state, &current.key, head).await?;
+            }
+            return Ok(Outcome {
+                relation: now,
+                updated_ms: current.updated_ms(),
+                wrote: None,
+            });
         }
         admit(state, me, them, target, now, wanted).await?;
-        let at = now_ms();
-        // Theirs first: my own edge changes last, so until it does a retry sees the operation unfinished.
-        if swap(state, them, me, now.backward, wanted.backward, at).await?
-            && swap(state, me, them, now.forward, wanted.forward, at).await?
-        {
-            wrote = Some(wanted);
-        } else {
-            raced = true;
+        let step = next_step(&current, me, them, op, wanted);
+        match state.relationships.append(&step).await? {
+            Append::Appended => {
+                let updated_ms = step.at_ms;
+                project(state, &current.key, step).await?;
+                return Ok(Outcome {
+                    relation: wanted,
+                    updated_ms,
+                    wrote: Some(wanted),
+                });
+            }
+            Append::Taken => raced = true,
         }
     }
     Err(Error::Conflict(
         "the relationship changed while it was being updated; retry".into(),
     ))
+}
+
+/// The step after `current` that leaves `wanted` between `me` and `them`.
+fn next_step(current: &Current, me: &str, them: &str, op: Op, wanted: Relation) -> RelationshipStep {
+    let seq = current.head.as_ref().map_or(1, |head| head.seq + 1);
+    let (low, low_state, high, high_state) = if me < them {
+        (me, wanted.forward, them, wanted.backward)
+    } else {
+        (them, wanted.backward, me, wanted.forward)
+    };
+    RelationshipStep {
+        id: entry_id(&current.key, seq),
+        key: current.key.clone(),
+        seq,
+        low: low.to_owned(),
+        low_state,
+        high: high.to_owned(),
+        high_state,
+        by: me.to_owned(),
+        op: op.as_str().to_owned(),
+        at_ms: now_ms(),
+    }
+}
+
+/// Writes the edges `head` implies (an edge per side with a state, none for a side without), and
+/// again while newer steps arrive (`Sequence::settle`), so lists and privacy checks see the newest.
+async fn project(state: &AppState, key: &str, head: RelationshipStep) -> Result<()> {
+    state
+        .relationships
+        .settle(key, head, |step| {
+            let sides = [
+                (step.low.clone(), step.high.clone(), step.low_state),
+                (step.high.clone(), step.low.clone(), step.high_state),
+            ];
+            let (seq, at_ms) = (step.seq, step.at_ms);
+            async move {
+                for (owner, other, side) in sides {
+                    let id = FriendEdge::id_of(&owner, &other);
+                    match side {
+                        Some(friend_state) => {
+                            let edge = FriendEdge {
+                                id: id.clone(),
+                                owner,
+                                other,
+                                state: friend_state,
+                                updated_ms: at_ms,
+                                seq,
+                            };
+                            state.edges.replace(&id, &edge).await?;
+                        }
+                        None => {
+                            state.edges.delete_one(doc! {"_id": &id}).await?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        })
+        .await?;
+    Ok(())
 }
 
 /// Refuses a change that would break a privacy setting or a friend limit.
@@ -361,46 +535,6 @@ async fn at_limit(state: &AppState, player: &str) -> Result<bool> {
     Ok(state.edges.count(filter).await? >= u64::from(state.config.friend_limit))
 }
 
-/// Moves `owner`'s edge to `other` from `from` to `to`, only if it is still `from`. Returns false when
-/// it was not (someone changed it since it was read) and nothing was written.
-async fn swap(
-    state: &AppState,
-    owner: &str,
-    other: &str,
-    from: Option<FriendState>,
-    to: Option<FriendState>,
-    at: i64,
-) -> Result<bool> {
-    let id = FriendEdge::id_of(owner, other);
-    match (from, to) {
-        (from, to) if from == to => Ok(true),
-        (None, Some(to)) => {
-            let edge = FriendEdge {
-                id,
-                owner: owner.into(),
-                other: other.into(),
-                state: to,
-                updated_ms: at,
-            };
-            match state.edges.insert(&edge).await {
-                Ok(()) => Ok(true),
-                Err(flotilla_storage::Error::Duplicate { .. }) => Ok(false),
-                Err(error) => Err(error.into()),
-            }
-        }
-        (Some(from), Some(to)) => {
-            let filter = doc! {"_id": &id, "state": stored(from)};
-            let update = doc! {"$set": {"state": stored(to), "updated_ms": at}};
-            Ok(state.edges.update_idempotent(filter, update).await?)
-        }
-        (Some(from), None) => Ok(state
-            .edges
-            .delete_one(doc! {"_id": &id, "state": stored(from)})
-            .await?),
-        (None, None) => Ok(true),
-    }
-}
-
 /// The other player's id from a path: one that cannot exist is answered like an unknown one, and the
 /// caller's own is refused.
 fn other_id<'a>(session: &Session, id: &'a str) -> Result<&'a str> {
@@ -414,16 +548,13 @@ fn other_id<'a>(session: &Session, id: &'a str) -> Result<&'a str> {
 }
 
 fn view(target: &Player, outcome: &Outcome) -> Result<FriendView> {
-    let (state, updated_ms) = match (&outcome.edges.mine, outcome.wrote.and_then(|wrote| wrote.forward)) {
-        (Some(edge), _) => (edge.state, edge.updated_ms),
-        // The other player undid it at once (a block right after a request): answer what this call did.
-        (None, Some(state)) => (state, now_ms()),
-        (None, None) => return Err(Refusal::NoRequest.into()),
-    };
+    // The other player may have undone it at once (a block right after a request): then there is
+    // nothing of ours left to show.
+    let state = outcome.relation.forward.ok_or(Refusal::NoRequest)?;
     Ok(FriendView {
         player: PublicProfile::from(target),
         state,
-        updated_ms,
+        updated_ms: outcome.updated_ms,
     })
 }
 
@@ -629,11 +760,8 @@ async fn mutual(
     QueryParams(params): QueryParams<LimitQuery>,
 ) -> Result<Json<MutualFriends>> {
     let them = other_id(&session, &id)?;
+    // Answered alike whether or not `them` blocked the caller: a block shows nowhere (privacy.rs).
     players::load_visible(&state, them).await?;
-    // Someone who blocked the caller is invisible to them, as if absent.
-    if privacy::relation(&state, them, &session.player).await?.forward == Some(FriendState::Blocked) {
-        return Err(Error::NotFound("player"));
-    }
     let mine = privacy::friend_ids(&state, &session.player, i64::from(state.config.friend_limit)).await?;
     if mine.is_empty() {
         return Ok(Json(MutualFriends {

@@ -48,7 +48,7 @@ use tokio::net::TcpListener;
 pub use error::{Error, Result};
 
 use crate::args::{Args, Command, ServeArgs};
-use crate::state::{AppState, Config, Shared, Storage};
+use crate::state::{AppState, ClientAddressSource, Config, Shared, Storage};
 use crate::tokens::TokenKeys;
 
 /// Request bodies larger than this are refused with 413 before they are read.
@@ -92,6 +92,7 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         friend_limit,
         profile_cache_seconds,
         client_ip_header,
+        trusted_proxy_hops,
         login_limit_account,
         login_limit_address,
     } = args;
@@ -122,7 +123,10 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         friend_limit,
         profile_cache_ttl: std::time::Duration::from_secs(profile_cache_seconds),
         service_key: service_key_check(&service_key)?,
-        client_ip_header,
+        client_address: client_ip_header.map(|header| ClientAddressSource {
+            header,
+            trusted_hops: trusted_proxy_hops as usize,
+        }),
         login_per_account: flotilla_storage::rate_limit::Limit {
             max: login_limit_account,
             window: std::time::Duration::from_secs(300),

@@ -20,11 +20,12 @@ use flotilla_storage::model::Store;
 use flotilla_storage::mongo::now_ms;
 use flotilla_storage::page::{PageRequest, SortKey};
 use flotilla_storage::rate_limit::Limit;
+use flotilla_storage::sequence::{Sequence, entry_id};
 
 use crate::error::{Error, Result};
 use crate::events::{self, Event, MessageView};
 use crate::extract::{JsonBody, QueryParams};
-use crate::model::{ConversationEntry, Message, NotificationKind, ReadMarker, new_sortable_id};
+use crate::model::{ConversationEntry, Message, NotificationKind, PointerStep, ReadMarker, new_sortable_id};
 use crate::players;
 use crate::privacy;
 use crate::session::Session;
@@ -128,7 +129,7 @@ async fn send(
     privacy::check_can_message(&state, me, &target).await?;
     let now = now_ms();
     let message = Message {
-        id: new_sortable_id(now),
+        id: new_sortable_id(now)?,
         conversation: Message::conversation_of(me, &target.id),
         from: me.to_owned(),
         to: target.id.clone(),
@@ -138,7 +139,7 @@ async fn send(
     state.messages.insert(&message).await?;
     // The message counts as sent from here on (see the module's comment): a list that missed it
     // catches up with the next message.
-    if let Err(error) = record_in_conversations(&state.conversations, &message).await {
+    if let Err(error) = record_in_conversations(&state.pointers, &state.conversations, &message).await {
         tracing::warn!(%error, "a message was not recorded in the conversation list");
     }
     let view = MessageView::from(message);
@@ -194,30 +195,83 @@ async fn history(
     }))
 }
 
-/// Moves both participants' entries for the conversation to `message`, unless a newer message
-/// is there already. Without transactions: a replace on the condition "older than this one"
-/// that inserts when nothing matches; if an entry exists it is newer, and the insert's duplicate
-/// id is the outcome wanted.
+/// Moves both participants' entries in their conversation lists to `message`, unless a newer
+/// message is there already. Each entry is a pointer (see [`advance_pointer`]) shown by a
+/// [`ConversationEntry`], which the list queries.
 pub async fn record_in_conversations(
+    pointers: &Sequence<PointerStep>,
     entries: &Store<ConversationEntry>,
     message: &Message,
 ) -> flotilla_storage::Result<()> {
     for (player, with) in [(&message.from, &message.to), (&message.to, &message.from)] {
-        let entry = ConversationEntry {
-            id: marker_id(&message.conversation, player),
-            player: player.clone(),
-            with: with.clone(),
-            conversation: message.conversation.clone(),
-            last: message.id.clone(),
+        let id = marker_id(&message.conversation, player);
+        let shown = entries.get(&id).await?;
+        let (hint, base) = shown
+            .as_ref()
+            .map_or((0, None), |e| (e.seq, Some(e.last.as_str())));
+        let Some(head) = advance_pointer(pointers, &format!("list/{id}"), hint, base, &message.id).await?
+        else {
+            continue;
         };
-        let older = doc! {"_id": &entry.id, "last": {"$lt": &message.id}};
-        match entries.upsert(older, &entry).await {
-            Ok(()) | Err(flotilla_storage::Error::Duplicate { .. }) => {}
-            Err(error) => return Err(error),
+        if shown.is_some_and(|shown| shown.seq == head.seq) {
+            continue;
         }
+        pointers
+            .settle(&head.key.clone(), head, |step| {
+                let entry = ConversationEntry {
+                    id: id.clone(),
+                    player: player.clone(),
+                    with: with.clone(),
+                    conversation: message.conversation.clone(),
+                    last: step.message.clone(),
+                    seq: step.seq,
+                };
+                async move { entries.replace(&entry.id, &entry).await }
+            })
+            .await?;
     }
     Ok(())
 }
+
+/// Moves the pointer `key` forward to `message` (ids sort by time) unless it already stands there or
+/// further, and returns the step it stands at: `None` when it has no steps and `base` (where a
+/// pointer written before pointers were sequences stands) is at or past `message`. Moves are
+/// appended to the pointer's sequence, so of two moves at once the newer message wins whatever the
+/// order they land in; older steps are pruned every [`PRUNE_EVERY`].
+async fn advance_pointer(
+    pointers: &Sequence<PointerStep>,
+    key: &str,
+    hint: i64,
+    base: Option<&str>,
+    message: &str,
+) -> flotilla_storage::Result<Option<PointerStep>> {
+    let advanced = pointers
+        .advance(key, hint, |head| {
+            let current = head.map(|head| head.message.as_str()).or(base);
+            if current.is_some_and(|current| current >= message) {
+                return Ok(None);
+            }
+            let seq = head.map_or(1, |head| head.seq + 1);
+            Ok(Some(PointerStep {
+                id: entry_id(key, seq),
+                key: key.to_owned(),
+                seq,
+                message: message.to_owned(),
+            }))
+        })
+        .await?;
+    if let Some(head) = advanced
+        .head
+        .as_ref()
+        .filter(|head| advanced.appended && head.seq % PRUNE_EVERY == 0)
+    {
+        pointers.prune_before(key, head.seq - 1).await?;
+    }
+    Ok(advanced.head)
+}
+
+/// How often a pointer's old steps are deleted: the newest two are always kept.
+const PRUNE_EVERY: i64 = 16;
 
 /// `GET /v1/conversations?limit=&cursor=`: the caller's conversations, newest message first, each
 /// with that message and the read state.
@@ -270,38 +324,34 @@ async fn mark_read(
     ))
 }
 
-/// Sets the reader's marker to `up_to` unless it is already there or further. Without transactions:
-/// a conditional update, else an insert, and if a concurrent insert won, the update once more.
+/// Moves the reader's marker forward to `up_to`, never back (see [`advance_pointer`]).
 async fn advance_marker(state: &Shared, conversation: &str, reader: &str, up_to: &str) -> Result<()> {
     let id = marker_id(conversation, reader);
-    let forward = || async {
-        state
-            .read_markers
-            .update_idempotent(
-                doc! {"_id": &id, "up_to": {"$lt": up_to}},
-                doc! {"$set": {"up_to": up_to, "updated_ms": now_ms()}},
-            )
-            .await
+    let shown = state.read_markers.get(&id).await?;
+    let (hint, base) = shown
+        .as_ref()
+        .map_or((0, None), |m| (m.seq, Some(m.up_to.as_str())));
+    let Some(head) = advance_pointer(&state.pointers, &format!("read/{id}"), hint, base, up_to).await? else {
+        return Ok(());
     };
-    if forward().await? {
+    if shown.is_some_and(|shown| shown.seq == head.seq) {
         return Ok(());
     }
-    let marker = ReadMarker {
-        id: id.clone(),
-        conversation: conversation.to_owned(),
-        reader: reader.to_owned(),
-        up_to: up_to.to_owned(),
-        updated_ms: now_ms(),
-    };
-    match state.read_markers.insert(&marker).await {
-        Ok(()) => Ok(()),
-        // The marker exists: either at or past `up_to` already, or placed by a concurrent request.
-        Err(flotilla_storage::Error::Duplicate { .. }) => {
-            forward().await?;
-            Ok(())
-        }
-        Err(error) => Err(error.into()),
-    }
+    state
+        .pointers
+        .settle(&head.key.clone(), head, |step| {
+            let marker = ReadMarker {
+                id: id.clone(),
+                conversation: conversation.to_owned(),
+                reader: reader.to_owned(),
+                up_to: step.message.clone(),
+                updated_ms: now_ms(),
+                seq: step.seq,
+            };
+            async move { state.read_markers.replace(&marker.id, &marker).await }
+        })
+        .await?;
+    Ok(())
 }
 
 async fn read_state(state: &Shared, conversation: &str, me: &str, them: &str) -> Result<ReadState> {

@@ -6,11 +6,13 @@ use flotilla_storage::mongo::Mongo;
 
 use crate::error::Result;
 use flotilla_storage::page::{PageRequest, SortKey};
+use flotilla_storage::sequence::Sequence;
+use mongodb::bson::doc;
 
 use crate::messages;
 use crate::model::{
-    ConversationEntry, FriendEdge, Identity, MatchResult, Message, Notification, Player, ReadMarker,
-    RefreshToken,
+    BanRecord, ConversationEntry, FriendEdge, Identity, MatchResult, Message, Notification, Player,
+    PointerStep, ReadMarker, RefreshToken, RelationshipStep, RevokedSession,
 };
 use crate::state::Storage;
 
@@ -35,6 +37,11 @@ pub fn all() -> Vec<Migration> {
             version: 4,
             name: "conversations",
             run: |mongo| Box::pin(conversations(mongo)),
+        },
+        Migration {
+            version: 5,
+            name: "atomic-writes",
+            run: |mongo| Box::pin(atomic_writes(mongo)),
         },
     ]
 }
@@ -69,6 +76,8 @@ async fn match_results(mongo: Mongo) -> flotilla_storage::Result<()> {
 async fn conversations(mongo: Mongo) -> flotilla_storage::Result<()> {
     let entries = mongo.store::<ConversationEntry>();
     entries.ensure_indexes().await?;
+    let pointers = Sequence::new(mongo.store::<PointerStep>());
+    pointers.store().ensure_indexes().await?;
     let messages = mongo.store::<Message>();
     let mut cursor = None;
     loop {
@@ -77,11 +86,44 @@ async fn conversations(mongo: Mongo) -> flotilla_storage::Result<()> {
             .page(mongodb::bson::doc! {}, SortKey::ascending("_id"), &request)
             .await?;
         for message in &page.items {
-            messages::record_in_conversations(&entries, message).await?;
+            messages::record_in_conversations(&pointers, &entries, message).await?;
         }
         match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => return Ok(()),
         }
     }
+}
+
+/// What changed when every write became atomic on FerretDB (docs/storage.md, "Writes that hold
+/// under concurrency"): refresh tokens are numbered within their family instead of marked used, bans
+/// have their own collection, and relationships and message pointers are sequences. Safe to run
+/// again after a failure halfway.
+async fn atomic_writes(mongo: Mongo) -> flotilla_storage::Result<()> {
+    let tokens = mongo.store::<RefreshToken>();
+    // Used tokens were kept only to notice their reuse; the one unused token of each family becomes
+    // generation 0, which the unique (family, generation) index needs to be unique.
+    tokens.delete_many(doc! {"used": true}).await?;
+    tokens
+        .set_many(doc! {"generation": null}, doc! {"generation": 0_i64})
+        .await?;
+    tokens.ensure_indexes().await?;
+    mongo.store::<RevokedSession>().ensure_indexes().await?;
+    let bans = mongo.store::<BanRecord>();
+    for player in mongo
+        .store::<Player>()
+        .find(doc! {"banned": {"$ne": null}}, doc! {}, i64::MAX)
+        .await?
+    {
+        if let Some(ban) = player.banned {
+            let record = BanRecord {
+                player: player.id.clone(),
+                reason: ban.reason,
+                since_ms: ban.since_ms,
+            };
+            bans.replace(&player.id, &record).await?;
+        }
+    }
+    mongo.store::<RelationshipStep>().ensure_indexes().await?;
+    mongo.store::<PointerStep>().ensure_indexes().await
 }

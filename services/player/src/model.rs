@@ -9,7 +9,10 @@ use mongodb::IndexModel;
 use mongodb::bson::doc;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
+
 use flotilla_storage::model::{Model, index, unique_index};
+use flotilla_storage::sequence::{Entry, sequence_index};
 
 /// A player's account and public profile.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -136,15 +139,18 @@ impl Method {
 }
 
 /// A refresh token, stored by the SHA-256 of its value so a database leak yields no usable token.
-/// Tokens of one sign-in form a family; each use marks the token used and issues the next. Presenting
-/// a used token means it was stolen (or replayed), and revokes the whole family.
+/// Tokens of one sign-in form a family, numbered by `generation`; using token `n` inserts token
+/// `n + 1`, and the unique index on `(family, generation)` lets only one use of a token succeed:
+/// presenting it again (it was stolen, or replayed) collides there and revokes the whole family. An
+/// insert against a unique index is atomic on every store, unlike marking the token used.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RefreshToken {
     #[serde(rename = "_id")]
     pub hash: String,
     pub family: String,
     pub player: String,
-    pub used: bool,
+    #[serde(default)]
+    pub generation: i64,
     pub expires_ms: i64,
     pub created_ms: i64,
 }
@@ -154,14 +160,51 @@ impl Model for RefreshToken {
 
     fn indexes() -> Vec<IndexModel> {
         vec![
-            index("family", doc! {"family": 1}),
+            unique_index("family_generation", doc! {"family": 1, "generation": 1}),
             index("player", doc! {"player": 1}),
         ]
     }
 }
 
-/// One side of a relationship, as its `owner` sees it (Nakama's model): a friendship is two edges.
-/// The `_id` is `owner:other`, so there is at most one edge each way.
+/// A sign-in that was ended (sign-out, a reused refresh token, a ban): `_id` is its refresh-token
+/// family (the `sid` of its access tokens). Ending a sign-in inserts this first and then deletes the
+/// family's tokens; a refresh stores the next token first and then looks for this. So a refresh racing
+/// a sign-out either sees it here or has its new token deleted by it. Kept until the family's tokens
+/// would have expired anyway (`expires_ms`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RevokedSession {
+    #[serde(rename = "_id")]
+    pub family: String,
+    pub player: String,
+    pub expires_ms: i64,
+}
+
+impl Model for RevokedSession {
+    const COLLECTION: &'static str = "revoked_sessions";
+
+    fn indexes() -> Vec<IndexModel> {
+        vec![index("player", doc! {"player": 1})]
+    }
+}
+
+/// A ban, by player id. Kept apart from the player document, which its owner updates: on FerretDB a
+/// profile update landing just after the ban would write the document back without it. The player
+/// document's `banned` field is a copy that [`crate::players::settle_ban`] keeps in step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct BanRecord {
+    #[serde(rename = "_id")]
+    pub player: String,
+    pub reason: String,
+    pub since_ms: i64,
+}
+
+impl Model for BanRecord {
+    const COLLECTION: &'static str = "bans";
+}
+
+/// One side of a relationship, as its `owner` sees it (Nakama's model): what friend lists, limits and
+/// privacy checks query. The `_id` is `owner:other`. Edges are a projection of the pair's
+/// [`RelationshipStep`]s, written after each step; `seq` is the step they show.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct FriendEdge {
     #[serde(rename = "_id")]
@@ -170,6 +213,9 @@ pub struct FriendEdge {
     pub other: String,
     pub state: FriendState,
     pub updated_ms: i64,
+    /// 0 for edges written before relationships were sequences (migration 5).
+    #[serde(default)]
+    pub seq: i64,
 }
 
 impl FriendEdge {
@@ -186,6 +232,91 @@ impl Model for FriendEdge {
             index("owner_state", doc! {"owner": 1, "state": 1, "updated_ms": -1}),
             index("other", doc! {"other": 1}),
         ]
+    }
+}
+
+/// The relationship between two players after one operation: entry `seq` of the pair's sequence
+/// (`key` is both ids sorted and joined by ':'). Both sides change in one insert, so no crash or race
+/// can leave half a friendship, and the entries are the relationship's history.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RelationshipStep {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub key: String,
+    pub seq: i64,
+    /// The player whose id sorts first, and how they see the other.
+    pub low: String,
+    pub low_state: Option<FriendState>,
+    pub high: String,
+    pub high_state: Option<FriendState>,
+    /// Who made this step, and with which operation (`request`, `accept`, `decline`, `cancel`,
+    /// `remove`, `block`, `unblock`).
+    pub by: String,
+    pub op: String,
+    pub at_ms: i64,
+}
+
+impl RelationshipStep {
+    pub fn key_of(a: &str, b: &str) -> String {
+        if a < b {
+            format!("{a}:{b}")
+        } else {
+            format!("{b}:{a}")
+        }
+    }
+}
+
+impl Model for RelationshipStep {
+    const COLLECTION: &'static str = "relationships";
+
+    fn indexes() -> Vec<IndexModel> {
+        vec![
+            sequence_index(),
+            // Account deletion removes both sides' history.
+            index("low", doc! {"low": 1}),
+            index("high", doc! {"high": 1}),
+        ]
+    }
+}
+
+impl Entry for RelationshipStep {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn seq(&self) -> i64 {
+        self.seq
+    }
+}
+
+/// Where a pointer into a conversation stands after one move: a reader's read marker (key
+/// `read/{conversation}/{reader}`) or a player's entry in their conversation list (key
+/// `list/{conversation}/{player}`). Pointers only move forward, to newer message ids; each move is the
+/// next entry of the pointer's sequence, so two moves at once never leave the older one in place.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PointerStep {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub key: String,
+    pub seq: i64,
+    pub message: String,
+}
+
+impl Model for PointerStep {
+    const COLLECTION: &'static str = "message_pointers";
+
+    fn indexes() -> Vec<IndexModel> {
+        vec![sequence_index()]
+    }
+}
+
+impl Entry for PointerStep {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn seq(&self) -> i64 {
+        self.seq
     }
 }
 
@@ -246,6 +377,9 @@ pub struct ReadMarker {
     pub reader: String,
     pub up_to: String,
     pub updated_ms: i64,
+    /// The pointer step shown (0: written before markers were sequences).
+    #[serde(default)]
+    pub seq: i64,
 }
 
 impl Model for ReadMarker {
@@ -269,6 +403,9 @@ pub struct ConversationEntry {
     pub conversation: String,
     /// The newest message's id; ids sort by time.
     pub last: String,
+    /// The pointer step shown (0: written before entries were sequences).
+    #[serde(default)]
+    pub seq: i64,
 }
 
 impl Model for ConversationEntry {
@@ -356,23 +493,25 @@ impl Model for MatchResult {
 }
 
 /// A random id: 128 bits, base64url. Unguessable, so an id alone grants nothing.
-pub fn new_id() -> String {
+pub fn new_id() -> Result<String> {
     use base64::Engine;
-    use ring::rand::SecureRandom;
-    let mut bytes = [0_u8; 16];
-    // SystemRandom only fails if the OS has no entropy source; there is no id to give then.
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    let bytes: [u8; 16] = random()?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// An id that sorts by creation time: 13 hex digits of milliseconds, then 64 random bits.
-pub fn new_sortable_id(now_ms: i64) -> String {
+pub fn new_sortable_id(now_ms: i64) -> Result<String> {
+    let bytes: [u8; 8] = random()?;
+    Ok(format!("{now_ms:013x}{:016x}", u64::from_be_bytes(bytes)))
+}
+
+/// `N` bytes from the operating system's random source. It fails only when the OS has none; then
+/// there is no safe id or token to hand out, and the request fails rather than use a constant.
+pub fn random<const N: usize>() -> Result<[u8; N]> {
     use ring::rand::SecureRandom;
-    let mut bytes = [0_u8; 8];
+    let mut bytes = [0_u8; N];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
-        .unwrap_or_default();
-    format!("{now_ms:013x}{:016x}", u64::from_be_bytes(bytes))
+        .map_err(|_| Error::NoRandomness)?;
+    Ok(bytes)
 }

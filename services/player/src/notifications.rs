@@ -123,10 +123,7 @@ async fn mark_read(
             ));
         }
     }
-    let updated = state
-        .notifications
-        .update_many_idempotent(filter, doc! {"$set": {"read": true}})
-        .await?;
+    let updated = state.notifications.set_many(filter, doc! {"read": true}).await?;
     Ok(Json(MarkedRead { updated }))
 }
 

@@ -51,7 +51,7 @@ pub async fn decoy() -> Result<String> {
     if let Some(hash) = DECOY.get() {
         return Ok(hash.clone());
     }
-    let hash = self::hash(crate::model::new_id()).await?;
+    let hash = self::hash(crate::model::new_id()?).await?;
     Ok(DECOY.get_or_init(|| hash).clone())
 }
 

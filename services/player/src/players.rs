@@ -8,7 +8,7 @@ use serde::Serialize;
 use flotilla_storage::search::PlayerDoc;
 
 use crate::error::{Error, Result};
-use crate::model::{Player, Privacy};
+use crate::model::{Ban, Player, Privacy};
 use crate::state::{AppState, Storage};
 
 /// A player by id, read through the cache. Writers call [`invalidate`] after every change.
@@ -37,6 +37,26 @@ pub async fn load_visible(state: &AppState, id: &str) -> Result<Player> {
 
 pub async fn invalidate(state: &AppState, id: &str) -> Result<()> {
     Ok(state.profiles.invalidate(id).await?)
+}
+
+/// Makes the player document's copy of the ban match the ban record, then drops the cached profile.
+/// Called by every writer of the player document after its write: on FerretDB a write lands by
+/// reading the whole document and writing it back, so a profile update that read the document just
+/// before a ban was copied in can write it back without it. Whichever write lands last, its writer
+/// then reads the record and repairs the copy, so a ban is never lost to a concurrent profile edit.
+pub async fn settle_ban(state: &AppState, id: &str) -> Result<()> {
+    let (record, player) = tokio::try_join!(state.bans.get(id), state.players.get(id))?;
+    if let Some(player) = player {
+        let copy = record.map(|record| Ban {
+            reason: record.reason,
+            since_ms: record.since_ms,
+        });
+        if player.banned != copy {
+            let copy = mongodb::bson::to_bson(&copy).map_err(flotilla_storage::Error::from)?;
+            state.players.set(id, doc! {"banned": copy}).await?;
+        }
+    }
+    invalidate(state, id).await
 }
 
 /// Keeps the search index in step with a player's names. Search is secondary: a failure here is

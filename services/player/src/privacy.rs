@@ -2,8 +2,11 @@
 //! lets one player reach another goes through here, so a block is never forgotten on some path.
 //!
 //! Blocking is symmetric in effect: once either player blocks the other, neither can send requests,
-//! messages or notifications to the other, nor see the other's presence; the blocked player cannot
-//! tell blocked from "nobody" or "friends only".
+//! messages or notifications to the other, nor see the other's presence. A block shows nowhere: on
+//! every path the blocked player hears exactly what a player refused by the strictest privacy
+//! settings hears (the same public profile and search results as anyone, 403 with the same message
+//! for a request or a message, no presence), so they cannot tell blocked from "nobody" or "friends
+//! only" (`tests/friends.rs`, one check per path).
 
 use mongodb::bson::doc;
 
@@ -42,13 +45,6 @@ pub async fn relation(state: &AppState, a: &str, b: &str) -> Result<Relation> {
         }
     }
     Ok(relation)
-}
-
-/// Whether `blocker` has blocked `other`: one point read of the blocker's edge (profile reads, the
-/// hottest path, need only this direction).
-pub async fn has_blocked(state: &AppState, blocker: &str, other: &str) -> Result<bool> {
-    let edge = state.edges.get(&FriendEdge::id_of(blocker, other)).await?;
-    Ok(edge.is_some_and(|edge| edge.state == FriendState::Blocked))
 }
 
 /// Whether `viewer` may see `target`'s presence.

@@ -15,7 +15,6 @@ use crate::error::{Error, Result};
 use crate::extract::{JsonBody, QueryParams};
 use crate::model::Privacy;
 use crate::players::{self, OwnProfile, PublicProfile};
-use crate::privacy;
 use crate::session::Session;
 use crate::state::Shared;
 
@@ -52,14 +51,12 @@ async fn own(State(state): State<Shared>, session: Session) -> Result<Json<OwnPr
 
 async fn other(
     State(state): State<Shared>,
-    session: Session,
+    _signed_in: Session,
     Path(id): Path<String>,
 ) -> Result<Json<PublicProfile>> {
+    // The public profile is public: the same for a player who was blocked as for anyone, so a block
+    // shows nowhere (privacy.rs).
     let player = players::load_visible(&state, &id).await?;
-    // Someone who blocked you is invisible to you, as if absent.
-    if privacy::has_blocked(&state, &id, &session.player).await? {
-        return Err(Error::NotFound("player"));
-    }
     Ok(Json(PublicProfile::from(&player)))
 }
 
@@ -95,11 +92,10 @@ async fn update(
             mongodb::bson::to_bson(privacy).map_err(flotilla_storage::Error::from)?,
         );
     }
-    let updated = state
-        .players
-        .update_idempotent(doc! {"_id": &session.player}, doc! {"$set": set})
-        .await;
-    players::invalidate(&state, &session.player).await?;
+    // Last writer wins between two updates of one's own profile at once; a ban copied in meanwhile
+    // is restored by `settle_ban`.
+    let updated = state.players.set(&session.player, set).await;
+    players::settle_ban(&state, &session.player).await?;
     if !updated.map_err(Error::taken("that username is taken"))? {
         return Err(Error::NotFound("player"));
     }
@@ -121,7 +117,7 @@ struct SearchQuery {
 
 async fn search(
     State(state): State<Shared>,
-    session: Session,
+    _signed_in: Session,
     QueryParams(query): QueryParams<SearchQuery>,
 ) -> Result<Json<Vec<PublicProfile>>> {
     let q = query.q.trim();
@@ -132,22 +128,11 @@ async fn search(
         .search
         .search(q, query.limit.unwrap_or(20).clamp(1, 50))
         .await?;
-    // Profiles come from the database, not the index: the index may lag a rename or a ban, and
-    // players who blocked the searcher are left out.
+    // Profiles come from the database, not the index: the index may lag a rename or a ban. Players
+    // who blocked the searcher are found like anyone (a block shows nowhere, privacy.rs).
     let ids: Vec<String> = hits.iter().map(|hit| hit.id.clone()).collect();
-    let blockers: Vec<String> = state
-        .edges
-        .find(
-            doc! {"owner": {"$in": &ids}, "other": &session.player, "state": "blocked"},
-            doc! {},
-            100,
-        )
-        .await?
-        .into_iter()
-        .map(|edge| edge.owner)
-        .collect();
     let mut profiles = Vec::with_capacity(hits.len());
-    for id in ids.iter().filter(|id| !blockers.contains(id)) {
+    for id in &ids {
         if let Ok(player) = players::load_visible(&state, id).await {
             profiles.push(PublicProfile::from(&player));
         }
@@ -155,8 +140,9 @@ async fn search(
     Ok(Json(profiles))
 }
 
-/// Deletes the account and the personal data tied to it: sign-ins, relationships, messages written
-/// and received, conversation entries, notifications, read markers and the search entry. Match results keep only the (now dangling) id.
+/// Deletes the account and the personal data tied to it: sign-ins, relationships and their history,
+/// messages written and received, conversation entries, notifications, read markers and the search
+/// entry. Match results keep only the (now dangling) id.
 async fn delete_account(State(state): State<Shared>, session: Session) -> Result<StatusCode> {
     let me = session.player.as_str();
     auth::revoke_all(&state, me, "account deleted").await?;
@@ -168,15 +154,30 @@ async fn delete_account(State(state): State<Shared>, session: Session) -> Result
         .notifications
         .delete_many(doc! {"$or": [{"player": me}, {"subject": me}]})
         .await?;
-    state.read_markers.delete_many(doc! {"reader": me}).await?;
+    state
+        .read_markers
+        .delete_many(doc! {"conversation": {"$regex": me}})
+        .await?;
     state
         .conversations
         .delete_many(doc! {"$or": [{"player": me}, {"with": me}]})
+        .await?;
+    // Ids are base64url, so an id is a regular expression matching itself.
+    state
+        .pointers
+        .store()
+        .delete_many(doc! {"key": {"$regex": me}})
         .await?;
     state
         .edges
         .delete_many(doc! {"$or": [{"owner": me}, {"other": me}]})
         .await?;
+    state
+        .relationships
+        .store()
+        .delete_many(doc! {"$or": [{"low": me}, {"high": me}]})
+        .await?;
+    state.revoked_sessions.delete_many(doc! {"player": me}).await?;
     if let Err(error) = state.search.delete(me).await {
         tracing::warn!(%error, "search index delete failed");
     }

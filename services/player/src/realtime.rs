@@ -33,7 +33,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
@@ -185,6 +185,10 @@ async fn authorize(state: &Shared, token: &str) -> Result<Caller> {
 }
 
 async fn connect(State(state): State<Shared>, caller: Caller, upgrade: WebSocketUpgrade) -> Response {
+    let connection = match new_id() {
+        Ok(connection) => connection,
+        Err(error) => return error.into_response(),
+    };
     // Buffers sized for small JSON events rather than tungstenite's 128 KiB defaults: most sockets sit
     // idle, and their buffers are most of what an idle socket costs. A larger frame still reads (the
     // buffer grows to it); writes go out at once, and a client that stops reading is cut off by the
@@ -195,12 +199,12 @@ async fn connect(State(state): State<Shared>, caller: Caller, upgrade: WebSocket
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_write_buffer_size(HARD_LIMIT * 4)
-        .on_upgrade(move |socket| serve(state, caller, socket))
+        .on_upgrade(move |socket| serve(state, caller, connection, socket))
 }
 
-async fn serve(state: Shared, caller: Caller, socket: WebSocket) {
+async fn serve(state: Shared, caller: Caller, connection: String, socket: WebSocket) {
     let (sender, events) = mpsc::channel(hub::QUEUE);
-    let registration = Registration::open(&state, &caller.session, sender);
+    let registration = Registration::open(&state, &caller.session, connection, sender);
     let mut link = Link {
         state: state.clone(),
         socket,
@@ -231,8 +235,7 @@ struct Registration {
 }
 
 impl Registration {
-    fn open(state: &Shared, session: &Session, sender: mpsc::Sender<Event>) -> Self {
-        let connection = new_id();
+    fn open(state: &Shared, session: &Session, connection: String, sender: mpsc::Sender<Event>) -> Self {
         let hub_entry = Connection {
             id: connection.clone(),
             session: session.session.clone(),

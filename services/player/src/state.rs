@@ -11,6 +11,7 @@ use flotilla_storage::presence::Presence;
 use flotilla_storage::pubsub::Bus;
 use flotilla_storage::rate_limit::{Check, Decision, Limit, RateLimiter};
 use flotilla_storage::search::PlayerSearch;
+use flotilla_storage::sequence::Sequence;
 use prometheus_client::registry::Registry;
 
 use crate::args::StorageArgs;
@@ -18,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::model::{
-    ConversationEntry, FriendEdge, Identity, MatchResult, Message, Notification, Player, ReadMarker,
-    RefreshToken,
+    BanRecord, ConversationEntry, FriendEdge, Identity, MatchResult, Message, Notification, Player,
+    PointerStep, ReadMarker, RefreshToken, RelationshipStep, RevokedSession,
 };
 use crate::presence_refresh::PresenceRefresher;
 use crate::tokens::TokenKeys;
@@ -39,9 +40,17 @@ pub struct Config {
     /// A per-process HMAC key and the service key's tag under it: presented keys are checked with
     /// `ring::hmac::verify`, which compares in constant time.
     pub service_key: (ring::hmac::Key, ring::hmac::Tag),
-    pub client_ip_header: Option<String>,
+    /// Where the client's address comes from behind proxies; `None`: the TCP peer.
+    pub client_address: Option<ClientAddressSource>,
     pub login_per_account: Limit,
     pub login_per_address: Limit,
+}
+
+/// A header that trusted proxies append the client's address to (`X-Forwarded-For`), and how many
+/// of them there are.
+pub struct ClientAddressSource {
+    pub header: String,
+    pub trusted_hops: usize,
 }
 
 /// The database, Redis and OpenSearch handles, as the commands (serve, migrate, rebuild) need them.
@@ -77,7 +86,11 @@ pub struct AppState {
     pub players: Store<Player>,
     pub identities: Store<Identity>,
     pub refresh_tokens: Store<RefreshToken>,
+    pub revoked_sessions: Store<RevokedSession>,
+    pub bans: Store<BanRecord>,
+    pub relationships: Sequence<RelationshipStep>,
     pub edges: Store<FriendEdge>,
+    pub pointers: Sequence<PointerStep>,
     pub messages: Store<Message>,
     pub read_markers: Store<ReadMarker>,
     pub conversations: Store<ConversationEntry>,
@@ -118,7 +131,11 @@ impl AppState {
             players: mongo.store(),
             identities: mongo.store(),
             refresh_tokens: mongo.store(),
+            revoked_sessions: mongo.store(),
+            bans: mongo.store(),
+            relationships: Sequence::new(mongo.store()),
             edges: mongo.store(),
+            pointers: Sequence::new(mongo.store()),
             messages: mongo.store(),
             read_markers: mongo.store(),
             conversations: mongo.store(),

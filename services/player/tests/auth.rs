@@ -4,7 +4,7 @@
 mod support;
 
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 use support::{Deployment, SERVICE_KEY, name};
 
 #[tokio::test]
@@ -349,39 +349,52 @@ async fn login_attempts_are_limited_per_account_and_per_address() {
     deployment.login_limit_account = 3;
     deployment.login_limit_address = 5;
     let replica = deployment.replica().await;
-    // Limits live in the shared Redis: a fresh email per run keeps runs from counting each other.
+    // Limits live in the shared Redis: a fresh email and fresh addresses (IPv6 documentation
+    // range) per run keep runs, and other tests signing in from 127.0.0.1, from counting each other.
+    let fresh_address = || {
+        let now = flotilla_storage::mongo::now_ms();
+        format!("2001:db8::{:x}:{:x}", (now >> 16) & 0xffff, now & 0xffff)
+    };
+    let from = |address: &str, path: &str, body: Value| {
+        replica
+            .http
+            .post(replica.url(path))
+            .header("x-test-client", address)
+            .json(&body)
+            .send()
+    };
+    let answer = async |sent: reqwest::Result<reqwest::Response>| {
+        let response = sent.expect("sent");
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|value| value.to_str().expect("header").parse::<u64>().expect("seconds"));
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        (status, retry_after, body["error"]["code"].clone())
+    };
+
+    let address = fresh_address();
     let wrong = json!({"email": format!("{}@example.com", name("target")), "password": "guess-000"});
     for _ in 0..3 {
-        replica
-            .call(Method::POST, "/v1/auth/email/login", None, Some(wrong.clone()))
-            .await
-            .error(401);
+        let (status, _, _) = answer(from(&address, "/v1/auth/email/login", wrong.clone()).await).await;
+        assert_eq!(status, 401);
     }
-    let limited = replica
-        .call(Method::POST, "/v1/auth/email/login", None, Some(wrong))
-        .await;
-    let retry_after: u64 = limited.headers["retry-after"]
-        .to_str()
-        .expect("header")
-        .parse()
-        .expect("seconds");
+    let (status, retry_after, code) = answer(from(&address, "/v1/auth/email/login", wrong).await).await;
+    assert_eq!((status, code), (429, json!("rate_limited")));
+    let retry_after = retry_after.expect("Retry-After");
     assert!((1..=300).contains(&retry_after), "{retry_after}");
-    assert_eq!(limited.error(429), "rate_limited");
 
-    // Per address: a fresh documentation-range address per run, through the trusted header.
-    let address = format!("203.0.113.{}", flotilla_storage::mongo::now_ms() % 250 + 1);
+    // Per address: appended by the one trusted proxy to whatever the client sent. A new made-up
+    // address on the left each time changes nothing.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    let address = fresh_address();
     let mut answers = Vec::new();
     for i in 0..7 {
         let body = json!({"id": format!("device-{}-{i}", name("limit"))});
-        let response = replica
-            .http
-            .post(replica.url("/v1/auth/device"))
-            .header("x-test-client", address.as_str())
-            .json(&body)
-            .send()
-            .await
-            .expect("sent");
-        answers.push(response.status().as_u16());
+        let forwarded = format!("198.51.100.{i}, {address}");
+        let (status, _, _) = answer(from(&forwarded, "/v1/auth/device", body).await).await;
+        answers.push(status);
     }
     assert_eq!(answers, [201, 201, 201, 201, 201, 429, 429]);
 }

@@ -6,7 +6,6 @@ mod support;
 
 use flotilla_player::model::{FriendEdge, FriendState};
 use flotilla_storage::mongo::now_ms;
-use mongodb::bson::doc;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::{Deployment, Player, Replica, SERVICE_KEY, name};
@@ -214,8 +213,18 @@ async fn a_declined_or_cancelled_request_leaves_nothing_behind() {
     assert!(listed(&replica, &ann, "").await.is_empty());
     assert!(listed(&replica, &bob, "").await.is_empty());
     replica.delete(&cancel, &ann.token).await.error(404);
+    // Bob answering the request Ann just withdrew conflicts with her cancel; a request that never
+    // was is simply not found.
+    assert_eq!(
+        replica
+            .post(&format!("/v1/friends/{}/accept", ann.id), &bob.token, json!({}))
+            .await
+            .error(409),
+        "conflict"
+    );
+    let cat = replica.player(&name("cat")).await;
     replica
-        .post(&format!("/v1/friends/{}/accept", ann.id), &bob.token, json!({}))
+        .post(&format!("/v1/friends/{}/accept", cat.id), &bob.token, json!({}))
         .await
         .error(404);
 }
@@ -443,9 +452,13 @@ async fn a_block_ends_the_friendship_and_the_blocked_player_cannot_tell() {
         one.post(&friend(&bob.id), &ann.token, json!({})).await.error(409),
         "conflict"
     );
-    two.get(&format!("/v1/friends/{}/mutual", ann.id), &bob.token)
-        .await
-        .error(404);
+    // The friends they share are listed to Bob as to anyone: a block shows nowhere.
+    assert_eq!(
+        two.get(&format!("/v1/friends/{}/mutual", ann.id), &bob.token)
+            .await
+            .expect(200)["total"],
+        1
+    );
     assert_eq!(
         one.get(&format!("/v1/friends/{}/mutual", bob.id), &ann.token)
             .await
@@ -644,51 +657,73 @@ async fn suggestions_rank_friends_of_friends_and_leave_out_who_they_must() {
     );
 }
 
+/// Writes `owner`'s edge to `other` as a release before migration 5 did: no step behind it.
+async fn legacy_edge(replica: &Replica, owner: &Player, other: &Player, state: FriendState) {
+    let edge = FriendEdge {
+        id: FriendEdge::id_of(&owner.id, &other.id),
+        owner: owner.id.clone(),
+        other: other.id.clone(),
+        state,
+        updated_ms: now_ms(),
+        seq: 0,
+    };
+    replica.state.edges.replace(&edge.id, &edge).await.expect("edge");
+}
+
 #[tokio::test]
-async fn an_operation_cut_off_between_its_two_writes_is_finished_by_its_retry() {
+async fn edges_left_half_written_before_relationships_were_sequences_are_completed_by_a_retry() {
     let replica = Deployment::new().replica().await;
-    let ann = replica.player(&name("ann")).await;
-    let bob = replica.player(&name("bob")).await;
-    let edges = &replica.state.edges;
-    let (anns, bobs) = (
-        FriendEdge::id_of(&ann.id, &bob.id),
-        FriendEdge::id_of(&bob.id, &ann.id),
-    );
-    let state_of = async |id: &str| edges.get(id).await.expect("read").map(|edge| edge.state);
+    let state_of = async |owner: &Player, other: &Player| {
+        let id = FriendEdge::id_of(&owner.id, &other.id);
+        replica
+            .state
+            .edges
+            .get(&id)
+            .await
+            .expect("read")
+            .map(|edge| edge.state)
+    };
 
     // Ann's request wrote Bob's edge and stopped before her own.
-    let received = FriendEdge {
-        id: bobs.clone(),
-        owner: bob.id.clone(),
-        other: ann.id.clone(),
-        state: FriendState::InviteReceived,
-        updated_ms: now_ms(),
-    };
-    edges.insert(&received).await.expect("insert");
+    let (ann, bob) = (
+        replica.player(&name("ann")).await,
+        replica.player(&name("bob")).await,
+    );
+    legacy_edge(&replica, &bob, &ann, FriendState::InviteReceived).await;
     replica
         .post(&friend(&bob.id), &ann.token, json!({}))
         .await
         .expect(201);
-    assert_eq!(state_of(&anns).await, Some(FriendState::InviteSent));
+    assert_eq!(state_of(&ann, &bob).await, Some(FriendState::InviteSent));
+    assert_eq!(state_of(&bob, &ann).await, Some(FriendState::InviteReceived));
     assert_eq!(
         notifications(&replica, &bob).await,
         [("friendRequest".into(), ann.id.clone())]
     );
 
-    // Bob's accept wrote Ann's edge and stopped before his own.
-    edges
-        .update_idempotent(doc! {"_id": &anns}, doc! {"$set": {"state": "mutual"}})
-        .await
-        .expect("update");
+    // Bob's accept of Ann's request wrote Ann's edge and stopped before his own.
+    let (ann, bob) = (
+        replica.player(&name("ann")).await,
+        replica.player(&name("bob")).await,
+    );
+    legacy_edge(&replica, &ann, &bob, FriendState::Mutual).await;
+    legacy_edge(&replica, &bob, &ann, FriendState::InviteReceived).await;
     let accept = format!("/v1/friends/{}/accept", ann.id);
     assert_eq!(
         replica.post(&accept, &bob.token, json!({})).await.expect(200)["state"],
         "mutual"
     );
-    assert_eq!(state_of(&bobs).await, Some(FriendState::Mutual));
+    assert_eq!(state_of(&bob, &ann).await, Some(FriendState::Mutual));
 
     // Ann's removal deleted Bob's edge and stopped before her own.
-    edges.delete_one(doc! {"_id": &bobs}).await.expect("delete");
+    let (ann, bob) = (
+        replica.player(&name("ann")).await,
+        replica.player(&name("bob")).await,
+    );
+    legacy_edge(&replica, &ann, &bob, FriendState::Mutual).await;
     replica.delete(&friend(&bob.id), &ann.token).await.expect(204);
-    assert_eq!((state_of(&anns).await, state_of(&bobs).await), (None, None));
+    assert_eq!(
+        (state_of(&ann, &bob).await, state_of(&bob, &ann).await),
+        (None, None)
+    );
 }

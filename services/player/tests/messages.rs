@@ -452,7 +452,7 @@ async fn the_conversations_migration_lists_messages_sent_before_it() {
     // Messages as a release before the list stored them: no conversation entries.
     for (i, (from, to)) in [(&ann, &bob), (&bob, &ann), (&ann, &bob)].into_iter().enumerate() {
         let message = flotilla_player::model::Message {
-            id: flotilla_player::model::new_sortable_id(1_700_000_000_000 + i as i64),
+            id: flotilla_player::model::new_sortable_id(1_700_000_000_000 + i as i64).expect("random"),
             conversation: flotilla_player::model::Message::conversation_of(&from.id, &to.id),
             from: from.id.clone(),
             to: to.id.clone(),

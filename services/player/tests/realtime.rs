@@ -146,8 +146,8 @@ impl Socket {
     }
 }
 
-/// Writes one edge directly: the half-written pairs a friends operation interrupted by a crash
-/// leaves behind (FerretDB has no transactions), which the API itself never shows for long.
+/// Writes one edge directly: the half-written pairs that edges written before relationships were
+/// sequences (migration 5) may hold, and that a projection shows for a moment while it is written.
 async fn set_edge(replica: &Replica, owner: &Player, other: &Player, state: FriendState) {
     let edge = FriendEdge {
         id: FriendEdge::id_of(&owner.id, &other.id),
@@ -155,11 +155,12 @@ async fn set_edge(replica: &Replica, owner: &Player, other: &Player, state: Frie
         other: other.id.clone(),
         state,
         updated_ms: flotilla_storage::mongo::now_ms(),
+        seq: 0,
     };
     replica
         .state
         .edges
-        .upsert(mongodb::bson::doc! {"_id": &edge.id}, &edge)
+        .replace(&edge.id, &edge)
         .await
         .expect("edge stored");
 }

@@ -23,6 +23,8 @@ pub enum Error {
     Http(#[from] reqwest::Error),
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("{key} changed {attempts} times while being updated")]
+    Contended { key: String, attempts: usize },
     #[error("page cursor is invalid")]
     BadCursor,
     #[error("migration lock is held by {holder} until {until_ms} ms since the epoch")]
@@ -46,6 +48,21 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether the failure was in transport (a dropped connection, no server reachable) rather than
+    /// an answer from the server: the operation may or may not have landed.
+    pub fn is_transient(&self) -> bool {
+        use mongodb::error::ErrorKind;
+        match self {
+            Error::Mongo(error) => matches!(
+                *error.kind,
+                ErrorKind::Io(_)
+                    | ErrorKind::ConnectionPoolCleared { .. }
+                    | ErrorKind::ServerSelection { .. }
+            ),
+            _ => false,
+        }
+    }
+
     /// A bounded label for metrics: never free text.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -56,6 +73,7 @@ impl Error {
             Error::Search { .. } | Error::Http(_) => "search",
             Error::Json(_) => "json",
             Error::BadCursor => "bad_cursor",
+            Error::Contended { .. } => "contended",
             Error::MigrationLocked { .. } | Error::Migration { .. } | Error::MigrationsAhead { .. } => {
                 "migration"
             }

@@ -2,6 +2,8 @@
 //!
 //! - [`mongo`]: the MongoDB connection (pool, timeouts, metrics) and [`model::Store`], the typed query
 //!   layer callers use instead of raw documents; [`page`] is its cursor pagination.
+//! - [`sequence`]: append-only sequences of entries keyed by position, the one way shared state
+//!   changes here (FerretDB makes only unique inserts and deletes by `_id` atomic).
 //! - [`migrate`]: versioned migrations recorded in the database, serialised across replicas by a lease.
 //! - [`cache`], [`presence`], [`rate_limit`], [`pubsub`]: Redis.
 //! - [`search`]: OpenSearch, for player search by name.
@@ -21,6 +23,7 @@ pub mod presence;
 pub mod pubsub;
 pub mod rate_limit;
 pub mod search;
+pub mod sequence;
 
 pub use error::{Error, Result};
 

@@ -1,8 +1,9 @@
 //! Versioned schema migrations, recorded in the database and run in order.
 //!
-//! Every replica may run [`Migrator::run`] at start-up: a lease document serialises them, so when two
-//! start at once one applies the migrations while the other waits, then finds nothing left to do. A
-//! holder that dies mid-run loses the lease when it expires. Each migration must itself be idempotent
+//! Every replica may run [`Migrator::run`] at start-up: a lease serialises them, so when two start at
+//! once one applies the migrations while the other waits, then finds nothing left to do. A holder that
+//! dies mid-run loses the lease when it expires. The lease is a [`Sequence`] of epochs, since a
+//! conditional update ("take it if expired") is not atomic on FerretDB. Each migration must itself be idempotent
 //! (creating an index that exists is a no-op), because a holder can die after applying one and before
 //! recording it.
 
@@ -15,7 +16,9 @@ use mongodb::Database;
 use mongodb::bson::doc;
 use serde::{Deserialize, Serialize};
 
+use crate::model::Model;
 use crate::mongo::{Mongo, now_ms, retry};
+use crate::sequence::{Append, Entry, Sequence, entry_id, sequence_index};
 use crate::{Error, Result};
 
 pub type MigrationFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
@@ -34,17 +37,42 @@ pub struct AppliedMigration {
     pub applied_ms: i64,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Lease {
+/// One epoch of the migration lease: who holds it and until when. Taking, renewing and releasing the
+/// lease each append the next epoch (an insert against the unique `_id`, atomic on every store), so of
+/// two replicas taking over an expired lease at once exactly one succeeds, and a holder whose lease was
+/// taken over finds out at its next renewal.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct LeaseEpoch {
     #[serde(rename = "_id")]
     id: String,
+    key: String,
+    seq: i64,
+    /// Empty once released.
     holder: String,
     until_ms: i64,
 }
 
+impl Model for LeaseEpoch {
+    const COLLECTION: &'static str = LOCKS;
+
+    fn indexes() -> Vec<mongodb::IndexModel> {
+        vec![sequence_index()]
+    }
+}
+
+impl Entry for LeaseEpoch {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn seq(&self) -> i64 {
+        self.seq
+    }
+}
+
 const MIGRATIONS: &str = "flotilla_migrations";
 const LOCKS: &str = "flotilla_locks";
-const LOCK_ID: &str = "migrations";
+const LOCK_KEY: &str = "migrations";
 
 pub struct Migrator {
     mongo: Mongo,
@@ -84,16 +112,16 @@ impl Migrator {
     /// applied by this call (empty when another replica got there first).
     pub async fn run(&self) -> Result<Vec<u32>> {
         self.check_order()?;
-        self.acquire().await?;
-        let outcome = self.apply_pending().await;
+        let mut epoch = self.acquire().await?;
+        let outcome = self.apply_pending(&mut epoch).await;
         // Released even after a failure, so a fixed build can retry at once rather than after expiry.
-        let released = self.release().await;
+        let released = self.release(epoch).await;
         let applied = outcome?;
         released?;
         Ok(applied)
     }
 
-    async fn apply_pending(&self) -> Result<Vec<u32>> {
+    async fn apply_pending(&self, epoch: &mut i64) -> Result<Vec<u32>> {
         let done: Vec<u32> = self.applied().await?.into_iter().map(|m| m.version).collect();
         let known = self.migrations.last().map_or(0, |m| m.version);
         if let Some(&found) = done.iter().find(|&&v| v > known) {
@@ -102,7 +130,7 @@ impl Migrator {
         let records = self.database().collection::<AppliedMigration>(MIGRATIONS);
         let mut applied = Vec::new();
         for migration in self.migrations.iter().filter(|m| !done.contains(&m.version)) {
-            self.renew().await?;
+            *epoch = self.renew(*epoch).await?;
             tracing::info!(
                 version = migration.version,
                 name = migration.name,
@@ -150,81 +178,77 @@ impl Migrator {
         self.mongo.database()
     }
 
-    fn leases(&self) -> mongodb::Collection<Lease> {
-        self.database().collection(LOCKS)
+    fn leases(&self) -> Sequence<LeaseEpoch> {
+        Sequence::new(self.mongo.store())
     }
 
-    /// Takes the lease: creates it, or takes it over once expired. Polls while another holder has it.
-    async fn acquire(&self) -> Result<()> {
+    fn epoch(&self, seq: i64, holder: &str, until_ms: i64) -> LeaseEpoch {
+        LeaseEpoch {
+            id: entry_id(LOCK_KEY, seq),
+            key: LOCK_KEY.into(),
+            seq,
+            holder: holder.into(),
+            until_ms,
+        }
+    }
+
+    /// Takes the lease: appends the next epoch when the newest is released, expired, or ours from a
+    /// previous life of this process. Polls while another holder has it. Returns the epoch taken.
+    async fn acquire(&self) -> Result<i64> {
         let deadline = tokio::time::Instant::now() + self.wait;
+        let leases = self.leases();
+        leases.store().ensure_indexes().await?;
         loop {
             let now = now_ms();
-            let until_ms = now + self.lease_ms();
-            let lease = Lease {
-                id: LOCK_ID.into(),
-                holder: self.holder.clone(),
-                until_ms,
-            };
-            match self.leases().insert_one(&lease).await {
-                Ok(_) => return Ok(()),
-                Err(error) if !is_duplicate(&error) => return Err(error.into()),
-                Err(_) => {}
-            }
-            // Expired, or ours from a previous life of this process: take it over.
-            let taken = self
-                .leases()
-                .find_one_and_update(
-                    doc! {"_id": LOCK_ID, "$or": [{"until_ms": {"$lt": now}}, {"holder": &self.holder}]},
-                    doc! {"$set": {"holder": &self.holder, "until_ms": until_ms}},
-                )
+            let advanced = leases
+                .advance(LOCK_KEY, 0, |newest| {
+                    let free = newest.is_none_or(|lease| {
+                        lease.holder.is_empty() || lease.until_ms < now || lease.holder == self.holder
+                    });
+                    let next = newest.map_or(1, |lease| lease.seq + 1);
+                    Ok(free.then(|| self.epoch(next, &self.holder, now + self.lease_ms())))
+                })
                 .await?;
-            if taken.is_some() {
-                return Ok(());
+            if advanced.appended
+                && let Some(taken) = advanced.head
+            {
+                leases.prune_before(LOCK_KEY, taken.seq).await?;
+                return Ok(taken.seq);
             }
             if tokio::time::Instant::now() >= deadline {
-                let current = self.leases().find_one(doc! {"_id": LOCK_ID}).await?;
-                let (holder, until_ms) = current.map_or((String::new(), 0), |l| (l.holder, l.until_ms));
+                let (holder, until_ms) = advanced
+                    .head
+                    .map_or((String::new(), 0), |l| (l.holder, l.until_ms));
                 return Err(Error::MigrationLocked { holder, until_ms });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
-    async fn renew(&self) -> Result<()> {
+    /// Extends the lease held at `epoch` by appending the next epoch; returns it. Fails when another
+    /// replica appended it first (it took over an expired lease), so the two never migrate side by side.
+    async fn renew(&self, epoch: i64) -> Result<i64> {
         let until_ms = now_ms() + self.lease_ms();
-        let renewed = self
-            .leases()
-            .update_one(
-                doc! {"_id": LOCK_ID, "holder": &self.holder},
-                doc! {"$set": {"until_ms": until_ms}},
-            )
-            .await?;
-        if renewed.matched_count == 0 {
-            // Someone took over an expired lease: stop rather than run migrations side by side.
-            return Err(Error::MigrationLocked {
+        let next = self.epoch(epoch + 1, &self.holder, until_ms);
+        match self.leases().append(&next).await? {
+            Append::Appended => Ok(next.seq),
+            Append::Taken => Err(Error::MigrationLocked {
                 holder: "another replica".into(),
                 until_ms,
-            });
+            }),
         }
-        Ok(())
     }
 
-    async fn release(&self) -> Result<()> {
-        retry(|| async {
-            self.leases()
-                .delete_one(doc! {"_id": LOCK_ID, "holder": &self.holder})
-                .await?;
-            Ok(())
-        })
-        .await
+    /// Releases the lease held at `epoch`; nothing to do when another replica took it over meanwhile.
+    async fn release(&self, epoch: i64) -> Result<()> {
+        let leases = self.leases();
+        if leases.append(&self.epoch(epoch + 1, "", 0)).await? == Append::Appended {
+            leases.prune_before(LOCK_KEY, epoch + 1).await?;
+        }
+        Ok(())
     }
 
     fn lease_ms(&self) -> i64 {
         i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
     }
-}
-
-fn is_duplicate(error: &mongodb::error::Error) -> bool {
-    use mongodb::error::{ErrorKind, WriteFailure};
-    matches!(&*error.kind, ErrorKind::Write(WriteFailure::WriteError(write)) if write.code == 11000)
 }

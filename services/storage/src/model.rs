@@ -4,7 +4,7 @@
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -164,12 +164,15 @@ impl<M: Model> Store<M> {
         Ok(self.collection.count_documents(filter).await?)
     }
 
-    /// Applies `$set`-style updates that land the same however often they run, so they are retried on
-    /// transport failures. Returns whether a document matched.
-    pub async fn update_idempotent(&self, filter: Document, update: Document) -> Result<bool> {
+    /// Sets fields of the document with this `_id`; returns whether it exists. Last writer wins: on
+    /// FerretDB the whole document is read, changed and written back, so two updates of one document
+    /// at once may keep only one's fields. Use it only where that is the intended outcome (a player's
+    /// own profile); state that several writers change goes in a [`crate::sequence::Sequence`].
+    /// Retried on transport failures, since setting a value twice is setting it once.
+    pub async fn set(&self, id: &str, fields: Document) -> Result<bool> {
         let result = retry(|| async {
             self.collection
-                .update_one(filter.clone(), update.clone())
+                .update_one(doc! {"_id": id}, doc! {"$set": fields.clone()})
                 .await
                 .map_err(duplicate)
         })
@@ -177,11 +180,13 @@ impl<M: Model> Store<M> {
         Ok(result.matched_count > 0)
     }
 
-    /// Like [`Store::update_idempotent`] for every matching document.
-    pub async fn update_many_idempotent(&self, filter: Document, update: Document) -> Result<u64> {
+    /// Sets the same constant `fields` on every document matching `filter` (marking notifications
+    /// read). The filter holds when each document is read, not when it is written, so it may only
+    /// name fields that never change after insert; the values set must be the same for every writer.
+    pub async fn set_many(&self, filter: Document, fields: Document) -> Result<u64> {
         let result = retry(|| async {
             self.collection
-                .update_many(filter.clone(), update.clone())
+                .update_many(filter.clone(), doc! {"$set": fields.clone()})
                 .await
                 .map_err(duplicate)
         })
@@ -189,27 +194,28 @@ impl<M: Model> Store<M> {
         Ok(result.modified_count)
     }
 
-    /// Updates one document and returns it as it is afterwards, or `None` when nothing matched. Not
-    /// retried: counters (`$inc`) come through here.
-    pub async fn update_and_get(&self, filter: Document, update: Document) -> Result<Option<M>> {
-        self.collection
-            .find_one_and_update(filter, update)
-            .return_document(ReturnDocument::After)
-            .await
-            .map_err(duplicate)
-    }
-
-    /// Replaces (or creates) the document matching `filter`: idempotent, so retried.
-    pub async fn upsert(&self, filter: Document, document: &M) -> Result<()> {
-        retry(|| async {
-            self.collection
-                .replace_one(filter.clone(), document)
-                .upsert(true)
-                .await
-                .map_err(duplicate)
-        })
-        .await?;
-        Ok(())
+    /// Writes `document` whole under `id`, creating it if missing: for projections that
+    /// [`crate::sequence::Sequence::settle`] keeps in step with a sequence. Two writers creating the
+    /// same document at once both succeed (the second replaces the first).
+    pub async fn replace(&self, id: &str, document: &M) -> Result<()> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let written = retry(|| async {
+                self.collection
+                    .replace_one(doc! {"_id": id}, document)
+                    .upsert(true)
+                    .await
+                    .map_err(duplicate)
+            })
+            .await;
+            match written {
+                // FerretDB upserts by inserting when its read found nothing, so a concurrent creation
+                // makes this one a duplicate: the document exists now, and replacing it is what is wanted.
+                Err(Error::Duplicate { .. }) if attempts < 3 => continue,
+                other => return other.map(|_| ()),
+            }
+        }
     }
 
     /// Deletes every matching document; deleting twice is the same as once, so retried.
@@ -218,6 +224,9 @@ impl<M: Model> Store<M> {
         Ok(result.deleted_count)
     }
 
+    /// Deletes one matching document; true when this call deleted it. The delete itself is by `_id` and
+    /// atomic (of two callers, one gets true), but other conditions in `filter` hold when the document
+    /// was read: name only fields that never change after insert (an owner), never a state.
     pub async fn delete_one(&self, filter: Document) -> Result<bool> {
         let result = retry(|| async { Ok(self.collection.delete_one(filter.clone()).await?) }).await?;
         Ok(result.deleted_count > 0)

@@ -4,7 +4,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mongodb::error::ErrorKind;
 use mongodb::event::EventHandler;
 use mongodb::event::cmap::CmapEvent;
 use mongodb::options::ClientOptions;
@@ -13,8 +12,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::Result;
 use crate::model::{Model, Store};
-use crate::{Error, Result};
 
 /// How to reach the database. Defaults suit one service replica; raise `max_pool` with the request
 /// concurrency a replica is expected to carry.
@@ -168,7 +167,7 @@ where
     let mut attempt = 1;
     loop {
         match operation().await {
-            Err(Error::Mongo(error)) if attempt < ATTEMPTS && is_transient(&error) => {
+            Err(error) if attempt < ATTEMPTS && error.is_transient() => {
                 tracing::warn!(attempt, %error, "retrying an idempotent database operation");
                 tokio::time::sleep(delay).await;
                 delay *= 4;
@@ -177,13 +176,6 @@ where
             other => return other,
         }
     }
-}
-
-fn is_transient(error: &mongodb::error::Error) -> bool {
-    matches!(
-        *error.kind,
-        ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } | ErrorKind::ServerSelection { .. }
-    )
 }
 
 /// Milliseconds since the Unix epoch: how every stored timestamp is kept, so expiry checks are plain

@@ -10,6 +10,7 @@ use flotilla_storage::migrate::{Migration, Migrator};
 use flotilla_storage::model::{Model, index, unique_index};
 use flotilla_storage::mongo::{Mongo, MongoOptions};
 use flotilla_storage::page::{PageRequest, SortKey};
+use flotilla_storage::sequence::{Append, Entry, Sequence, entry_id, sequence_index};
 use mongodb::IndexModel;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use serde::{Deserialize, Serialize};
@@ -77,10 +78,7 @@ async fn a_unique_index_turns_a_second_insert_or_update_into_a_named_duplicate()
         Err(Error::Duplicate { field }) => assert_eq!(field, "name"),
         other => panic!("expected a duplicate, got {other:?}"),
     }
-    match store
-        .update_idempotent(doc! {"_id": "i002"}, doc! {"$set": {"name": "item-1"}})
-        .await
-    {
+    match store.set("i002", doc! {"name": "item-1"}).await {
         Err(Error::Duplicate { field }) => assert_eq!(field, "name"),
         other => panic!("expected a duplicate, got {other:?}"),
     }
@@ -146,7 +144,7 @@ fn counted_migrations() -> Vec<Migration> {
                     RUNS.fetch_add(1, Ordering::SeqCst);
                     mongo
                         .store::<Item>()
-                        .update_many_idempotent(doc! {}, doc! {"$set": {"owner": "migrated"}})
+                        .set_many(doc! {}, doc! {"owner": "migrated"})
                         .await?;
                     Ok(())
                 })
@@ -206,31 +204,248 @@ async fn two_replicas_migrating_at_once_apply_each_migration_exactly_once() {
     ));
 }
 
+/// A lease epoch as `flotilla_storage::migrate` stores it, for tests that plant one.
+fn lease(seq: i64, holder: &str, until_ms: i64) -> Document {
+    doc! {"_id": entry_id("migrations", seq), "key": "migrations", "seq": seq, "holder": holder, "until_ms": until_ms}
+}
+
 #[tokio::test]
 async fn a_held_lease_makes_others_wait_and_an_expired_one_is_taken_over() {
     let mongo = database().await;
     let locks = mongo.database().collection::<Document>("flotilla_locks");
     let far = flotilla_storage::mongo::now_ms() + 60_000;
-    locks
-        .insert_one(doc! {"_id": "migrations", "holder": "stuck", "until_ms": far})
-        .await
-        .expect("lease");
+    locks.insert_one(lease(1, "stuck", far)).await.expect("lease");
     let waiting = Migrator::new(mongo.clone(), Vec::new(), "replica-c")
         .with_timing(Duration::from_secs(5), Duration::from_millis(500));
     match waiting.run().await {
         Err(Error::MigrationLocked { holder, .. }) => assert_eq!(holder, "stuck"),
         other => panic!("expected the lock to be held, got {other:?}"),
     }
-    locks
-        .update_one(doc! {"_id": "migrations"}, doc! {"$set": {"until_ms": 0_i64}})
-        .await
-        .expect("expire");
+    locks.insert_one(lease(2, "stuck", 0)).await.expect("expire");
     waiting.run().await.expect("an expired lease is taken over");
+    let newest = locks
+        .find_one(doc! {})
+        .sort(doc! {"seq": -1})
+        .await
+        .expect("read")
+        .expect("newest epoch");
     assert_eq!(
-        locks.count_documents(doc! {}).await.expect("count"),
-        0,
-        "released after the run"
+        newest.get_str("holder"),
+        Ok(""),
+        "released after the run: {newest}"
     );
+    assert!(
+        locks.count_documents(doc! {}).await.expect("count") <= 2,
+        "old epochs are pruned"
+    );
+}
+
+static TAKEOVERS: AtomicU32 = AtomicU32::new(0);
+
+#[tokio::test]
+async fn of_eight_replicas_taking_over_an_expired_lease_at_once_exactly_one_migrates() {
+    let mongo = database().await;
+    let locks = mongo.database().collection::<Document>("flotilla_locks");
+    locks
+        .insert_one(lease(1, "dead", 0))
+        .await
+        .expect("expired lease");
+    let migrations = || {
+        vec![Migration {
+            version: 1,
+            name: "counted",
+            run: |_| {
+                Box::pin(async {
+                    TAKEOVERS.fetch_add(1, Ordering::SeqCst);
+                    // Long enough that every replica tries the lease while the winner holds it.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    Ok(())
+                })
+            },
+        }]
+    };
+    let replicas: Vec<_> = (0..8)
+        .map(|n| {
+            let migrator = Migrator::new(mongo.clone(), migrations(), format!("replica-{n}"))
+                .with_timing(Duration::from_secs(30), Duration::from_secs(20));
+            tokio::spawn(async move { migrator.run().await })
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for replica in replicas {
+        applied.extend(replica.await.expect("join").expect("migrates"));
+    }
+    assert_eq!(applied, vec![1], "one replica applied the migration");
+    assert_eq!(TAKEOVERS.load(Ordering::SeqCst), 1, "and it ran once");
+}
+
+/// A counter kept as a sequence: each increment appends the next total.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Tally {
+    #[serde(rename = "_id")]
+    id: String,
+    key: String,
+    seq: i64,
+    total: i64,
+    by: u32,
+}
+
+impl Model for Tally {
+    const COLLECTION: &'static str = "tallies";
+
+    fn indexes() -> Vec<IndexModel> {
+        vec![sequence_index()]
+    }
+}
+
+impl Entry for Tally {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn seq(&self) -> i64 {
+        self.seq
+    }
+}
+
+#[tokio::test]
+async fn concurrent_increments_through_a_sequence_are_exact() {
+    const WRITERS: u32 = 16;
+    const EACH: i64 = 25;
+    let mongo = database().await;
+    let tallies = Sequence::new(mongo.store::<Tally>());
+    tallies.store().ensure_indexes().await.expect("indexes");
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|by| {
+            let tallies = tallies.clone();
+            tokio::spawn(async move {
+                let mut hint = 0;
+                for _ in 0..EACH {
+                    let advanced = tallies
+                        .advance("hits", hint, |head| {
+                            let (seq, total) = head.map_or((1, 1), |h| (h.seq + 1, h.total + 1));
+                            Ok(Some(Tally {
+                                id: entry_id("hits", seq),
+                                key: "hits".into(),
+                                seq,
+                                total,
+                                by,
+                            }))
+                        })
+                        .await
+                        .expect("advance");
+                    assert!(advanced.appended);
+                    hint = advanced.head.expect("head").seq;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let expected = i64::from(WRITERS) * EACH;
+    let head = tallies.head("hits", 0).await.expect("head").expect("entries");
+    assert_eq!((head.seq, head.total), (expected, expected));
+    // No gaps and no position twice: every entry is there, each one more than the last.
+    let all = tallies
+        .store()
+        .find(doc! {"key": "hits"}, doc! {"seq": 1}, expected + 10)
+        .await
+        .expect("entries");
+    assert_eq!(all.len() as i64, expected);
+    for (n, tally) in all.iter().enumerate() {
+        assert_eq!((tally.seq, tally.total), (n as i64 + 1, n as i64 + 1));
+    }
+    // Every writer's increments landed.
+    for by in 0..WRITERS {
+        assert_eq!(all.iter().filter(|t| t.by == by).count() as i64, EACH);
+    }
+}
+
+#[tokio::test]
+async fn a_stale_or_pruned_hint_still_finds_the_head() {
+    let mongo = database().await;
+    let tallies = Sequence::new(mongo.store::<Tally>());
+    for seq in 1..=6 {
+        let tally = Tally {
+            id: entry_id("k", seq),
+            key: "k".into(),
+            seq,
+            total: seq,
+            by: 0,
+        };
+        assert_eq!(tallies.append(&tally).await.expect("append"), Append::Appended);
+        assert_eq!(tallies.append(&tally).await.expect("again"), Append::Taken);
+    }
+    tallies.prune_before("k", 4).await.expect("prune");
+    for hint in [0, 1, 3, 4, 6, 9] {
+        let head = tallies.head("k", hint).await.expect("head").expect("exists");
+        assert_eq!(head.seq, 6, "from hint {hint}");
+    }
+    assert_eq!(
+        tallies.store().count(doc! {"key": "k"}).await.expect("count"),
+        3,
+        "entries 1-3 pruned"
+    );
+    assert!(tallies.head("other", 0).await.expect("head").is_none());
+}
+
+/// Projections written out of order still end at the head: each writer checks the head after its
+/// own write lands and writes again when it moved.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Shown {
+    #[serde(rename = "_id")]
+    id: String,
+    seq: i64,
+}
+
+impl Model for Shown {
+    const COLLECTION: &'static str = "shown";
+}
+
+#[tokio::test]
+async fn a_settled_projection_ends_at_the_head_whatever_order_writes_land_in() {
+    let mongo = database().await;
+    let tallies = Sequence::new(mongo.store::<Tally>());
+    let shown = mongo.store::<Shown>();
+    let writers: Vec<_> = (0..8_u32)
+        .map(|by| {
+            let (tallies, shown) = (tallies.clone(), shown.clone());
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    let advanced = tallies
+                        .advance("p", 0, |head| {
+                            let seq = head.map_or(1, |h| h.seq + 1);
+                            Ok(Some(Tally {
+                                id: entry_id("p", seq),
+                                key: "p".into(),
+                                seq,
+                                total: seq,
+                                by,
+                            }))
+                        })
+                        .await
+                        .expect("advance");
+                    let head = advanced.head.expect("appended");
+                    tallies
+                        .settle("p", head, |head| {
+                            let (shown, seq) = (shown.clone(), head.seq);
+                            async move {
+                                // A random delay, so older writes often land after newer ones.
+                                tokio::time::sleep(Duration::from_millis(u64::from(seq as u32 % 7))).await;
+                                shown.replace("p", &Shown { id: "p".into(), seq }).await
+                            }
+                        })
+                        .await
+                        .expect("settle");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    assert_eq!(shown.get("p").await.expect("get").expect("projection").seq, 80);
 }
 
 #[tokio::test]

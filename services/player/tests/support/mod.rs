@@ -33,7 +33,9 @@ fn token_key() -> String {
 fn unique(prefix: &str) -> String {
     format!(
         "{prefix}{}",
-        flotilla_player::model::new_sortable_id(flotilla_storage::mongo::now_ms()).to_lowercase()
+        flotilla_player::model::new_sortable_id(flotilla_storage::mongo::now_ms())
+            .expect("random")
+            .to_lowercase()
     )
 }
 
@@ -92,6 +94,7 @@ impl Deployment {
             friend_limit: self.friend_limit,
             profile_cache_seconds: 300,
             client_ip_header: Some("x-test-client".into()),
+            trusted_proxy_hops: 1,
             login_limit_account: self.login_limit_account,
             login_limit_address: self.login_limit_address,
         };
