@@ -17,7 +17,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mongodb::bson::doc;
 use serde::{Deserialize, Serialize};
 
-use flotilla_storage::mongo::now_ms;
 use flotilla_storage::rate_limit::Check;
 
 use crate::error::{Error, Result};
@@ -282,7 +281,7 @@ async fn refresh(
         .refresh_tokens
         .get(&token_hash(&body.refresh_token))
         .await?
-        .filter(|token| token.expires_ms > now_ms())
+        .filter(|token| token.expires_ms > state.clock.now_ms())
         .ok_or(REFUSED)?;
     // Using token n is inserting token n + 1: of two uses of one token, the unique (family,
     // generation) index lets exactly one through.
@@ -348,7 +347,7 @@ async fn link(
         player: session.player,
         method,
         secret_hash,
-        created_ms: now_ms(),
+        created_ms: state.clock.now_ms(),
     };
     state
         .identities
@@ -403,7 +402,7 @@ async fn create_account(
     method: Method,
     secret_hash: String,
 ) -> Result<Player> {
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let player = Player {
         id: new_id()?,
         username: username.to_owned(),
@@ -454,7 +453,7 @@ async fn signed_in_player(state: &Shared, id: &str, method: &'static str) -> Res
 /// The token is stored before the ban check, and a ban is recorded before it revokes the player's
 /// tokens, so a sign-in racing a ban either sees the ban or has its token revoked by it.
 async fn sign_in(state: &Shared, player: &str, method: &'static str, created: bool) -> Result<Tokens> {
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let refresh_token = random_token()?;
     let record = RefreshToken {
         hash: token_hash(&refresh_token),
@@ -479,7 +478,7 @@ async fn sign_in(state: &Shared, player: &str, method: &'static str, created: bo
 
 /// The token that follows `presented` in its family, and its value (stored only hashed).
 fn next_refresh_token(state: &Shared, presented: &RefreshToken) -> Result<(String, RefreshToken)> {
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let value = random_token()?;
     let next = RefreshToken {
         hash: token_hash(&value),
@@ -504,7 +503,7 @@ fn tokens(
     refresh_token: String,
     created: bool,
 ) -> Result<Tokens> {
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let ttl = state.config.access_token_ttl.as_secs();
     let claims = Claims {
         iss: ISSUER.into(),
@@ -567,7 +566,7 @@ async fn record_revoked(state: &Shared, player: &str, family: &str) -> Result<()
     let revoked = RevokedSession {
         family: family.to_owned(),
         player: player.to_owned(),
-        expires_ms: now_ms().saturating_add(refresh_ttl_ms(state)),
+        expires_ms: state.clock.now_ms().saturating_add(refresh_ttl_ms(state)),
     };
     match state.revoked_sessions.insert(&revoked).await {
         Ok(()) | Err(flotilla_storage::Error::Duplicate { .. }) => Ok(()),

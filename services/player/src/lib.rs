@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod args;
 pub mod auth;
+pub mod clock;
 mod error;
 pub mod events;
 pub mod export;

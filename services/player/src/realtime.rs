@@ -45,6 +45,7 @@ use tokio::time::{Instant, MissedTickBehavior, sleep_until, timeout};
 use flotilla_storage::mongo::now_ms;
 use flotilla_storage::presence::PresenceEntry;
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::events::{self, Event};
 use crate::extract::QueryParams;
@@ -177,7 +178,7 @@ async fn authorize(state: &Shared, token: &str) -> Result<Caller> {
     let session = session::authenticate(state, token).await?;
     // `authenticate` does not say when the token expires; checking the signature again costs
     // microseconds, once per connection.
-    let claims = state.tokens.verify(token, session::now_secs())?;
+    let claims = state.tokens.verify(token, state.clock.now_secs())?;
     Ok(Caller {
         session,
         expires_at: claims.exp,
@@ -311,7 +312,7 @@ impl Link {
         let mut heartbeat = tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            let expiry = Instant::now() + until(self.expires_at);
+            let expiry = Instant::now() + until(&self.state.clock, self.expires_at);
             let step = tokio::select! {
                 frame = self.socket.recv() => Step::Frame(frame),
                 event = self.events.recv() => Step::Event(event),
@@ -702,9 +703,9 @@ impl Window {
     }
 }
 
-/// Time left until `expires_at` (Unix seconds), zero if past.
-fn until(expires_at: i64) -> Duration {
-    let left_ms = expires_at.saturating_mul(1000).saturating_sub(now_ms());
+/// Time left until `expires_at` (Unix seconds) by `clock`, zero if past.
+fn until(clock: &Clock, expires_at: i64) -> Duration {
+    let left_ms = expires_at.saturating_mul(1000).saturating_sub(clock.now_ms());
     Duration::from_millis(u64::try_from(left_ms).unwrap_or(0))
 }
 

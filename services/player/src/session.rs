@@ -30,7 +30,7 @@ impl FromRequestParts<Shared> for Session {
 
 /// Verifies an access token and that its session was not revoked (sign-out, ban, deleted account).
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Session> {
-    let claims = state.tokens.verify(token, now_secs())?;
+    let claims = state.tokens.verify(token, state.clock.now_secs())?;
     let mut redis = state.redis.clone();
     let revoked: bool = redis
         .exists(state.key(&format!("revoked:{}", claims.sid)))
@@ -81,8 +81,4 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|t| !t.is_empty())
-}
-
-pub fn now_secs() -> i64 {
-    flotilla_storage::mongo::now_ms() / 1000
 }

@@ -15,6 +15,7 @@ use flotilla_storage::sequence::Sequence;
 use prometheus_client::registry::Registry;
 
 use crate::args::StorageArgs;
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -104,6 +105,8 @@ pub struct AppState {
     pub search: PlayerSearch,
     pub redis: redis::aio::ConnectionManager,
     pub tokens: TokenKeys,
+    /// What tokens and sessions expire by.
+    pub clock: Clock,
     pub hub: Hub,
     pub config: Config,
     pub metrics: Metrics,
@@ -149,6 +152,7 @@ impl AppState {
             search,
             redis,
             tokens,
+            clock: Clock::default(),
             hub: Hub::default(),
             config,
             metrics: Metrics::register(registry),

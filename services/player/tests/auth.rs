@@ -216,7 +216,7 @@ async fn forged_expired_and_malformed_access_tokens_are_refused() {
     }
     let missing = replica.call(Method::GET, "/v1/players/me", None, None).await;
     assert_eq!(missing.error(401), "unauthenticated");
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    replica.state.clock.advance(std::time::Duration::from_secs(2));
     let expired = replica.get("/v1/players/me", &player.token).await;
     assert_eq!(
         expired.body["error"]["message"],
