@@ -36,6 +36,10 @@ mod tests {
         let before = clock.now_ms();
         clock.advance(Duration::from_secs(3600));
         let after = clock.now_ms();
-        assert!((3_600_000..3_601_000).contains(&(after - before)), "{}", after - before);
+        assert!(
+            (3_600_000..3_601_000).contains(&(after - before)),
+            "{}",
+            after - before
+        );
     }
 }

@@ -492,6 +492,106 @@ async fn a_block_ends_the_friendship_and_the_blocked_player_cannot_tell() {
         .expect(201);
 }
 
+/// What a player hears on each path toward another: status and body, with the other's id and
+/// names taken out so two players' answers compare.
+async fn heard(replica: &Replica, me: &Player, other: &Player, username: &str) -> Vec<(String, u16, Value)> {
+    let mut heard = Vec::new();
+    let mut note = |path: &str, answer: support::Answer| {
+        let body = serde_json::to_string(&answer.body)
+            .expect("json")
+            .replace(&other.id, "ID")
+            .replace(username, "NAME");
+        heard.push((
+            path.to_owned(),
+            answer.status.as_u16(),
+            serde_json::from_str(&body).expect("json"),
+        ));
+    };
+    let id = &other.id;
+    note(
+        "profile",
+        replica.get(&format!("/v1/players/{id}"), &me.token).await,
+    );
+    let hello = json!({"body": "hello"});
+    note(
+        "message",
+        replica
+            .post(&format!("/v1/players/{id}/messages"), &me.token, hello)
+            .await,
+    );
+    note("request", replica.post(&friend(id), &me.token, json!({})).await);
+    note(
+        "accept",
+        replica
+            .post(&format!("/v1/friends/{id}/accept"), &me.token, json!({}))
+            .await,
+    );
+    note(
+        "decline",
+        replica
+            .post(&format!("/v1/friends/{id}/decline"), &me.token, json!({}))
+            .await,
+    );
+    note("remove", replica.delete(&friend(id), &me.token).await);
+    note(
+        "mutual",
+        replica.get(&format!("/v1/friends/{id}/mutual"), &me.token).await,
+    );
+    let found = replica
+        .get(&format!("/v1/players/search?q={username}"), &me.token)
+        .await;
+    let found_it = found
+        .body
+        .as_array()
+        .is_some_and(|hits| hits.iter().any(|hit| hit["id"] == id.as_str()));
+    heard.push(("search".into(), found.status.as_u16(), json!(found_it)));
+    heard
+}
+
+#[tokio::test]
+async fn a_blocked_player_hears_on_every_path_what_a_player_refused_by_privacy_settings_hears() {
+    let replica = Deployment::new().replica().await;
+    // Ann blocked Bob; Cat blocked nobody but lets nobody in; Dan is a stranger to Cat.
+    let (ann_name, cat_name) = (name("ann"), name("cat"));
+    let ann = replica.player(&ann_name).await;
+    let bob = replica.player(&name("bob")).await;
+    let cat = replica.player(&cat_name).await;
+    let dan = replica.player(&name("dan")).await;
+    let everyone =
+        json!({"privacy": {"presence": "everyone", "messages": "everyone", "friendRequests": "everyone"}});
+    replica
+        .call(Method::PATCH, "/v1/players/me", Some(&ann.token), Some(everyone))
+        .await
+        .expect(200);
+    let strict =
+        json!({"privacy": {"presence": "nobody", "messages": "friends", "friendRequests": "nobody"}});
+    replica
+        .call(Method::PATCH, "/v1/players/me", Some(&cat.token), Some(strict))
+        .await
+        .expect(200);
+    replica.block(&ann, &bob).await;
+    // The search index is eventually consistent: wait until both names are found.
+    for username in [&ann_name, &cat_name] {
+        for _ in 0..50 {
+            let hits = replica
+                .get(&format!("/v1/players/search?q={username}"), &dan.token)
+                .await
+                .expect(200);
+            if hits.as_array().is_some_and(|hits| !hits.is_empty()) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    let blocked = heard(&replica, &bob, &ann, &ann_name).await;
+    let refused = heard(&replica, &dan, &cat, &cat_name).await;
+    for (blocked, refused) in blocked.iter().zip(&refused) {
+        assert_eq!(blocked, refused, "a block shows on {}", blocked.0);
+    }
+    assert_eq!(blocked.len(), refused.len());
+}
+
 #[tokio::test]
 async fn a_block_ends_a_pending_request_and_is_kept_when_the_blocked_player_asks_again() {
     let replica = Deployment::new().replica().await;
