@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::extract::JsonBody;
 use crate::model::BanRecord;
 use crate::players;
+use crate::rules;
 use crate::session::ServiceCaller;
 use crate::state::Shared;
 
@@ -27,6 +28,7 @@ pub fn routes() -> Router<Shared> {
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BanRequest {
+    #[schemars(length(min = rules::BAN_REASON.min, max = rules::BAN_REASON.max))]
     pub reason: String,
 }
 
@@ -38,7 +40,7 @@ async fn ban(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<BanRequest>,
 ) -> Result<StatusCode> {
-    if body.reason.is_empty() || body.reason.len() > 500 {
+    if !rules::BAN_REASON.allows(&body.reason) {
         return Err(Error::bad("reason", "reason must be 1-500 characters"));
     }
     if state.players.get(&id).await?.is_none() {

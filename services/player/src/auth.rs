@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::post;
@@ -26,6 +26,7 @@ use crate::metrics::LoginLabels;
 use crate::model::{Identity, Method, Player, Privacy, RefreshToken, RevokedSession, new_id, random};
 use crate::passwords;
 use crate::players::{self, OwnProfile};
+use crate::rules;
 use crate::session::{self, Session};
 use crate::state::Shared;
 use crate::tokens::{AUDIENCE, Claims, ISSUER};
@@ -38,23 +39,32 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/auth/custom", post(login_custom))
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/logout", post(logout))
-        .route("/v1/auth/link/{method}", post(link))
-        .route("/v1/auth/unlink/{method}", post(unlink))
+        .route("/v1/auth/link/email", post(link_email))
+        .route("/v1/auth/link/device", post(link_device))
+        .route("/v1/auth/link/custom", post(link_custom))
+        .route("/v1/auth/unlink/email", post(unlink_email))
+        .route("/v1/auth/unlink/device", post(unlink_device))
+        .route("/v1/auth/unlink/custom", post(unlink_custom))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EmailRegistration {
+    #[schemars(pattern(rules::EMAIL.pattern), length(min = rules::EMAIL.min, max = rules::EMAIL.max))]
     pub email: String,
+    #[schemars(pattern(rules::PASSWORD.pattern), length(min = rules::PASSWORD.min, max = rules::PASSWORD.max))]
     pub password: String,
+    #[schemars(pattern(rules::USERNAME.pattern), length(min = rules::USERNAME.min, max = rules::USERNAME.max))]
     pub username: String,
     #[serde(default)]
+    #[schemars(pattern(rules::DISPLAY_NAME.pattern), length(min = rules::DISPLAY_NAME.min, max = rules::DISPLAY_NAME.max))]
     pub display_name: Option<String>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EmailLogin {
+    #[schemars(pattern(rules::EMAIL.pattern), length(min = rules::EMAIL.min, max = rules::EMAIL.max))]
     pub email: String,
     pub password: String,
 }
@@ -63,8 +73,10 @@ pub struct EmailLogin {
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdLogin {
+    /// Device ids are 10-128 printable ASCII characters, custom ids 6-128.
     pub id: String,
     #[serde(default)]
+    #[schemars(pattern(rules::USERNAME.pattern), length(min = rules::USERNAME.min, max = rules::USERNAME.max))]
     pub username: Option<String>,
     #[serde(default = "yes")]
     pub create: bool,
@@ -80,16 +92,30 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
-/// What to link: `id` for device and custom ids; `email` and `password` for email.
+/// An email and password to link.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LinkRequest {
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub email: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
+pub struct LinkEmail {
+    #[schemars(pattern(rules::EMAIL.pattern), length(min = rules::EMAIL.min, max = rules::EMAIL.max))]
+    pub email: String,
+    #[schemars(pattern(rules::PASSWORD.pattern), length(min = rules::PASSWORD.min, max = rules::PASSWORD.max))]
+    pub password: String,
+}
+
+/// An email to unlink.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UnlinkEmail {
+    #[schemars(pattern(rules::EMAIL.pattern), length(min = rules::EMAIL.min, max = rules::EMAIL.max))]
+    pub email: String,
+}
+
+/// A device or custom id to link or unlink: device ids are 10-128 printable ASCII characters,
+/// custom ids 6-128.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LinkId {
+    pub id: String,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -321,29 +347,44 @@ async fn logout(State(state): State<Shared>, session: Session) -> Result<StatusC
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn link(
+async fn link_email(
     State(state): State<Shared>,
     session: Session,
-    Path(method): Path<String>,
-    JsonBody(body): JsonBody<LinkRequest>,
+    JsonBody(body): JsonBody<LinkEmail>,
 ) -> Result<StatusCode> {
-    let method = parse_method(&method)?;
-    let identifier = identifier(method, &body)?;
-    let secret_hash = match method {
-        Method::Email => {
-            let password = body
-                .password
-                .ok_or_else(|| Error::bad("password", "password is required"))?;
-            validate_password(&password)?;
-            passwords::hash(password).await?
-        }
-        Method::Device | Method::Custom => {
-            validate_id(method, &identifier)?;
-            String::new()
-        }
-    };
+    let email = normalize_email(&body.email)?;
+    validate_password(&body.password)?;
+    let secret_hash = passwords::hash(body.password).await?;
+    link(&state, session, Method::Email, &email, secret_hash).await
+}
+
+async fn link_device(
+    State(state): State<Shared>,
+    session: Session,
+    JsonBody(body): JsonBody<LinkId>,
+) -> Result<StatusCode> {
+    validate_id(Method::Device, &body.id)?;
+    link(&state, session, Method::Device, &body.id, String::new()).await
+}
+
+async fn link_custom(
+    State(state): State<Shared>,
+    session: Session,
+    JsonBody(body): JsonBody<LinkId>,
+) -> Result<StatusCode> {
+    validate_id(Method::Custom, &body.id)?;
+    link(&state, session, Method::Custom, &body.id, String::new()).await
+}
+
+async fn link(
+    state: &Shared,
+    session: Session,
+    method: Method,
+    identifier: &str,
+    secret_hash: String,
+) -> Result<StatusCode> {
     let identity = Identity {
-        id: method.identity_id(&identifier),
+        id: method.identity_id(identifier),
         player: session.player,
         method,
         secret_hash,
@@ -357,15 +398,35 @@ async fn link(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn unlink(
+async fn unlink_email(
     State(state): State<Shared>,
     session: Session,
-    Path(method): Path<String>,
-    JsonBody(body): JsonBody<LinkRequest>,
+    JsonBody(body): JsonBody<UnlinkEmail>,
 ) -> Result<StatusCode> {
-    let method = parse_method(&method)?;
-    let identifier = identifier(method, &body)?;
-    let id = method.identity_id(&identifier);
+    let email = normalize_email(&body.email)?;
+    unlink(&state, session, Method::Email, &email).await
+}
+
+async fn unlink_device(
+    State(state): State<Shared>,
+    session: Session,
+    JsonBody(body): JsonBody<LinkId>,
+) -> Result<StatusCode> {
+    validate_id(Method::Device, &body.id)?;
+    unlink(&state, session, Method::Device, &body.id).await
+}
+
+async fn unlink_custom(
+    State(state): State<Shared>,
+    session: Session,
+    JsonBody(body): JsonBody<LinkId>,
+) -> Result<StatusCode> {
+    validate_id(Method::Custom, &body.id)?;
+    unlink(&state, session, Method::Custom, &body.id).await
+}
+
+async fn unlink(state: &Shared, session: Session, method: Method, identifier: &str) -> Result<StatusCode> {
+    let id = method.identity_id(identifier);
     let Some(identity) = state
         .identities
         .get(&id)
@@ -601,44 +662,16 @@ fn record_login(state: &Shared, method: &'static str, result: &'static str) {
         .inc();
 }
 
-/// The email (normalized) or id a link or unlink request names for `method`.
-fn identifier(method: Method, body: &LinkRequest) -> Result<String> {
-    match method {
-        Method::Email => normalize_email(body.email.as_deref().unwrap_or_default()),
-        Method::Device | Method::Custom => body.id.clone().ok_or_else(|| Error::bad("id", "id is required")),
-    }
-}
-
-fn parse_method(method: &str) -> Result<Method> {
-    match method {
-        "email" => Ok(Method::Email),
-        "device" => Ok(Method::Device),
-        "custom" => Ok(Method::Custom),
-        _ => Err(Error::bad("method", "method must be email, device or custom")),
-    }
-}
-
-/// Lowercased and trimmed; one '@' with something on both sides and a dot in the domain.
+/// Checked against [`rules::EMAIL`], then lowercased.
 pub fn normalize_email(email: &str) -> Result<String> {
-    let email = email.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !domain.contains('@')
-        });
-    if !valid {
+    if !rules::EMAIL.allows(email) {
         return Err(Error::bad("email", "email address is not valid"));
     }
-    Ok(email)
+    Ok(email.to_lowercase())
 }
 
 fn validate_password(password: &str) -> Result<()> {
-    let length = password.chars().count();
-    if !(passwords::MIN_LENGTH..=passwords::MAX_LENGTH).contains(&length) {
+    if !rules::PASSWORD.allows(password) {
         return Err(Error::bad("password", "password must be 8-128 characters"));
     }
     Ok(())
@@ -646,8 +679,11 @@ fn validate_password(password: &str) -> Result<()> {
 
 /// Device ids are 10–128 printable ASCII characters; custom ids 6–128.
 fn validate_id(method: Method, id: &str) -> Result<()> {
-    let min = if method == Method::Device { 10 } else { 6 };
-    if !(min..=128).contains(&id.len()) || !id.chars().all(|c| c.is_ascii_graphic()) {
+    let (rule, min) = match method {
+        Method::Device => (&rules::DEVICE_ID, 10),
+        _ => (&rules::CUSTOM_ID, 6),
+    };
+    if !rule.allows(id) {
         return Err(Error::bad(
             "id",
             format!("id must be {min}-128 printable ASCII characters"),
@@ -678,7 +714,7 @@ mod tests {
     #[test]
     fn emails_are_normalised_and_checked() {
         assert_eq!(
-            normalize_email("  Ann@Example.COM ").expect("valid"),
+            normalize_email("Ann@Example.COM").expect("valid"),
             "ann@example.com"
         );
         for bad in [
@@ -690,6 +726,7 @@ mod tests {
             "a b@example.com",
             "ann@.com",
             "a@b@c.com",
+            " ann@example.com",
         ] {
             assert!(normalize_email(bad).is_err(), "{bad}");
         }

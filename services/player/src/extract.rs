@@ -18,8 +18,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = Error;
 
     async fn from_request(request: Request, state: &S) -> Result<Self> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(JsonBody(value)),
+        // Every body is a JSON object. Read as a value first: serde would also take an array for a
+        // struct, filling the fields in order.
+        match Json::<serde_json::Value>::from_request(request, state).await {
+            Ok(Json(value)) if !value.is_object() => Err(Error::BadRequest {
+                field: None,
+                message: "the request body must be a JSON object".into(),
+            }),
+            Ok(Json(value)) => {
+                serde_json::from_value(value)
+                    .map(JsonBody)
+                    .map_err(|error| Error::BadRequest {
+                        field: None,
+                        message: error.to_string(),
+                    })
+            }
             Err(JsonRejection::MissingJsonContentType(_)) => Err(Error::BadRequest {
                 field: None,
                 message: "send Content-Type: application/json".into(),

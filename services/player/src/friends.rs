@@ -542,7 +542,7 @@ fn other_id<'a>(session: &Session, id: &'a str) -> Result<&'a str> {
         return Err(Error::NotFound("player"));
     }
     if id == session.player {
-        return Err(Error::bad("id", "that is your own id"));
+        return Err(Error::Forbidden("that is your own id"));
     }
     Ok(id)
 }
@@ -670,7 +670,7 @@ async fn list(
     QueryParams(params): QueryParams<ListQuery>,
 ) -> Result<Json<FriendPage>> {
     let states = match params.state.as_deref() {
-        None | Some("") => vec![
+        None => vec![
             FriendState::Mutual,
             FriendState::InviteSent,
             FriendState::InviteReceived,

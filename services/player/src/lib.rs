@@ -32,6 +32,7 @@ pub mod presence_refresh;
 pub mod privacy;
 pub mod profiles;
 pub mod realtime;
+pub mod rules;
 pub mod session;
 pub mod state;
 pub mod tokens;

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::events;
 use crate::extract::JsonBody;
 use crate::model::{MatchPlayer, MatchResult, NotificationKind};
+use crate::rules;
 use crate::session::{ServiceCaller, Session};
 use crate::state::Shared;
 
@@ -28,7 +29,10 @@ pub fn routes() -> Router<Shared> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MatchReport {
     /// The GameServer that ran the match.
+    #[schemars(pattern(rules::TOKEN.pattern), length(min = rules::TOKEN.min, max = rules::TOKEN.max))]
     pub server: String,
+    /// 1-1000 players, each id once.
+    #[schemars(length(min = 1, max = 1000))]
     pub players: Vec<MatchPlayer>,
 }
 
@@ -87,7 +91,7 @@ async fn report(
 }
 
 fn validate(id: &str, body: &MatchReport) -> Result<()> {
-    let token_like = |s: &str| (1..=128).contains(&s.len()) && s.chars().all(|c| c.is_ascii_graphic());
+    let token_like = |s: &str| rules::TOKEN.allows(s);
     if !token_like(id) {
         return Err(Error::bad(
             "id",

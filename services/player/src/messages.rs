@@ -28,6 +28,7 @@ use crate::extract::{JsonBody, QueryParams};
 use crate::model::{ConversationEntry, Message, NotificationKind, PointerStep, ReadMarker, new_sortable_id};
 use crate::players;
 use crate::privacy;
+use crate::rules;
 use crate::session::Session;
 use crate::state::Shared;
 
@@ -51,7 +52,8 @@ const PREVIEW_CHARS: usize = 100;
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewMessage {
-    /// 1–2000 characters; no control characters but newlines.
+    /// 1–2000 characters, not only whitespace; no control characters but newlines.
+    #[schemars(pattern(rules::MESSAGE_BODY.pattern), length(min = rules::MESSAGE_BODY.min, max = rules::MESSAGE_BODY.max))]
     pub body: String,
 }
 
@@ -379,7 +381,7 @@ async fn read_state(state: &Shared, conversation: &str, me: &str, them: &str) ->
 /// The caller's conversation with `other`.
 fn conversation(session: &Session, other: &str) -> Result<String> {
     if other == session.player {
-        return Err(Error::bad("id", "that is your own id"));
+        return Err(Error::Forbidden("that is your own id"));
     }
     if other.is_empty() || other.len() > 64 {
         return Err(Error::NotFound("player"));
@@ -392,17 +394,12 @@ fn marker_id(conversation: &str, reader: &str) -> String {
 }
 
 pub fn validate_body(body: &str) -> Result<()> {
-    let length = body.chars().count();
-    if !(1..=MAX_BODY_CHARS).contains(&length) || body.trim().is_empty() {
+    if !rules::MESSAGE_BODY.allows(body) {
         return Err(Error::bad(
             "body",
-            format!("message must be 1-{MAX_BODY_CHARS} characters, not only spaces"),
-        ));
-    }
-    if body.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(Error::bad(
-            "body",
-            "message must not contain control characters other than newlines",
+            format!(
+                "message must be 1-{MAX_BODY_CHARS} characters, not only spaces, and no control characters but newlines"
+            ),
         ));
     }
     Ok(())

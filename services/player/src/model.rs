@@ -475,6 +475,7 @@ pub struct MatchResult {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MatchPlayer {
+    #[schemars(pattern(crate::rules::TOKEN.pattern), length(min = crate::rules::TOKEN.min, max = crate::rules::TOKEN.max))]
     pub id: String,
     pub score: i64,
     /// 1 for the winner.

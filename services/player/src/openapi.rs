@@ -6,6 +6,7 @@ use axum::{Json, Router};
 use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
+use crate::rules::{self, Rule};
 use crate::state::Shared;
 
 pub fn routes() -> Router<Shared> {
@@ -38,6 +39,7 @@ fn op(summary: &str, auth: &str, body: &str, ok: (&str, &str)) -> Value {
             "404": error("not found, or hidden from the caller"),
             "409": error("conflicts with existing state"),
             "429": error("rate limited; see Retry-After"),
+            "503": error("storage is unavailable; retry"),
         },
     });
     if ok.1.is_empty() {
@@ -55,10 +57,13 @@ fn op(summary: &str, auth: &str, body: &str, ok: (&str, &str)) -> Value {
     operation
 }
 
-/// `operation` with a second successful answer.
+/// `operation` with a second successful answer (`schema` "" for one without a body).
 fn also(mut operation: Value, code: &str, description: &str, schema: &str) -> Value {
-    operation["responses"][code] =
-        json!({"description": description, "content": {"application/json": {"schema": reference(schema)}}});
+    operation["responses"][code] = if schema.is_empty() {
+        json!({"description": description})
+    } else {
+        json!({"description": description, "content": {"application/json": {"schema": reference(schema)}}})
+    };
     operation
 }
 
@@ -77,7 +82,7 @@ fn limit(default: u32, max: u32) -> Value {
     query(
         "limit",
         false,
-        json!({"type": "integer", "default": default}),
+        json!({"type": "integer", "default": default, "minimum": 0, "maximum": u32::MAX}),
         &description,
     )
 }
@@ -118,6 +123,24 @@ fn websocket() -> Value {
     operation
 }
 
+/// A string schema stating `rule`'s pattern and length.
+fn text(rule: &Rule) -> Value {
+    let mut schema = json!({"type": "string", "minLength": rule.min, "maxLength": rule.max});
+    if !rule.pattern.is_empty() {
+        schema["pattern"] = json!(rule.pattern);
+    }
+    schema
+}
+
+/// The schema of path parameter `name` of `path`: ids the service looks up are any string (an
+/// unknown one is a 404), a match id is a [`rules::TOKEN`].
+fn path_parameter(path: &str, name: &str) -> Value {
+    match (path, name) {
+        ("/v1/matches/{id}/results", "id") => text(&rules::TOKEN),
+        _ => json!({"type": "string"}),
+    }
+}
+
 fn reference(name: &str) -> Value {
     if name.is_empty() {
         json!({})
@@ -153,8 +176,8 @@ fn paths() -> Value {
     paths
 }
 
-/// Every `{name}` in a path becomes a required string parameter of each of its operations, as
-/// OpenAPI requires: written once here instead of by hand on every operation.
+/// Every `{name}` in a path becomes a required parameter of each of its operations, as OpenAPI
+/// requires: written once here instead of by hand on every operation.
 fn declare_path_parameters(paths: &mut Value) {
     let Some(paths) = paths.as_object_mut() else {
         return;
@@ -170,7 +193,7 @@ fn declare_path_parameters(paths: &mut Value) {
         for operation in operations.values_mut() {
             let mut parameters: Vec<Value> = names
                 .iter()
-                .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+                .map(|name| json!({"name": name, "in": "path", "required": true, "schema": path_parameter(path, name)}))
                 .collect();
             if let Some(Value::Array(query)) = operation.get("parameters") {
                 parameters.extend(query.iter().cloned());
@@ -186,12 +209,22 @@ fn operations() -> Value {
     json!({
         "/v1/auth/email/register": {"post": op("Create an account with email and password", "none", "EmailRegistration", ("201", "Tokens"))},
         "/v1/auth/email/login": {"post": op("Sign in with email and password", "none", "EmailLogin", ("200", "Tokens"))},
-        "/v1/auth/device": {"post": op("Sign in with a device id, creating the account on first use", "none", "IdLogin", ("200", "Tokens"))},
-        "/v1/auth/custom": {"post": op("Sign in with a custom id, creating the account on first use", "none", "IdLogin", ("200", "Tokens"))},
+        "/v1/auth/device": {"post": also(
+            op("Sign in with a device id, creating the account on first use (201)", "none", "DeviceLogin", ("200", "Tokens")),
+            "201", "the account was created", "Tokens",
+        )},
+        "/v1/auth/custom": {"post": also(
+            op("Sign in with a custom id, creating the account on first use (201)", "none", "CustomLogin", ("200", "Tokens")),
+            "201", "the account was created", "Tokens",
+        )},
         "/v1/auth/refresh": {"post": op("Exchange a refresh token for new tokens; reuse revokes the session", "none", "RefreshRequest", ("200", "Tokens"))},
         "/v1/auth/logout": {"post": op("Sign out: revoke this session", "player", "", ("204", ""))},
-        "/v1/auth/link/{method}": {"post": op("Link another sign-in method (email, device, custom)", "player", "LinkRequest", ("204", ""))},
-        "/v1/auth/unlink/{method}": {"post": op("Unlink a sign-in method; the last one stays", "player", "LinkRequest", ("204", ""))},
+        "/v1/auth/link/email": {"post": op("Link an email and password to your account", "player", "LinkEmail", ("204", ""))},
+        "/v1/auth/link/device": {"post": op("Link a device id to your account", "player", "DeviceId", ("204", ""))},
+        "/v1/auth/link/custom": {"post": op("Link a custom id to your account", "player", "CustomId", ("204", ""))},
+        "/v1/auth/unlink/email": {"post": op("Unlink an email; the last sign-in method stays", "player", "UnlinkEmail", ("204", ""))},
+        "/v1/auth/unlink/device": {"post": op("Unlink a device id; the last sign-in method stays", "player", "DeviceId", ("204", ""))},
+        "/v1/auth/unlink/custom": {"post": op("Unlink a custom id; the last sign-in method stays", "player", "CustomId", ("204", ""))},
         "/v1/players/me": {
             "get": op("Your profile", "player", "", ("200", "OwnProfile")),
             "patch": op("Update your profile and privacy settings", "player", "ProfileUpdate", ("200", "OwnProfile")),
@@ -200,11 +233,14 @@ fn operations() -> Value {
         "/v1/players/me/export": {"get": op("Everything the service keeps about you, in one document (no password or token hashes); 3 a minute", "player", "", ("200", "AccountExport"))},
         "/v1/players/search": {"get": with_query(
             op("Find players by name (prefix, typo-tolerant), best match first", "player", "", ("200", "PublicProfiles")),
-            &[query("q", true, json!({"type": "string", "minLength": 1, "maxLength": 64}), "the name or its start"), limit(20, 50)],
+            &[query("q", true, text(&rules::SEARCH_TEXT), "the name or its start"), limit(20, 50)],
         )},
         "/v1/players/{id}": {"get": op("Another player's public profile", "player", "", ("200", "PublicProfile"))},
         "/v1/players/{id}/stats": {"get": op("Matches played and won", "player", "", ("200", "Stats"))},
-        "/v1/matches/{id}/results": {"post": op("Report a match's results (game servers)", "service", "MatchReport", ("201", ""))},
+        "/v1/matches/{id}/results": {"post": also(
+            op("Report a match's results (game servers); recorded once", "service", "MatchReport", ("201", "")),
+            "200", "reported before with the same results", "",
+        )},
         "/v1/admin/players/{id}/ban": {
             "post": op("Ban a player: refuse sign-in, revoke sessions, close connections", "service", "BanRequest", ("204", "")),
             "delete": op("Lift a ban", "service", "", ("204", "")),
@@ -260,8 +296,40 @@ fn operations() -> Value {
         "/v1/realtime": {"get": websocket()},
         "/v1/presence": {"get": with_query(
             op("Presence of the players in ?ids= who are online and whose presence you may see, in that order", "player", "", ("200", "PresenceList")),
-            &[query("ids", true, json!({"type": "string"}), "1-100 player ids, comma-separated")],
+            &[query("ids", true, text(&rules::PRESENCE_IDS), "1-100 player ids, comma-separated")],
         )},
+    })
+}
+
+/// `schema` (of a body with an `id`) with the id's rule: device and custom ids share a body type
+/// but not their lengths.
+fn with_id(mut schema: Value, rule: &Rule) -> Value {
+    schema["properties"]["id"] = text(rule);
+    schema
+}
+
+/// Either 1-100 `ids`, or `all: true`: a choice JSON Schema states with `oneOf`, which schemars does
+/// not derive from the struct's two optional fields.
+fn mark_notifications_read() -> Value {
+    json!({
+        "description": "Either `ids` (1-100 notification ids) or `all: true`.",
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "ids": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": crate::notifications::MAX_READ_IDS},
+                    "all": {"const": false},
+                },
+                "required": ["ids"],
+                "additionalProperties": false,
+            },
+            {
+                "type": "object",
+                "properties": {"all": {"const": true}, "ids": {"type": "null"}},
+                "required": ["all"],
+                "additionalProperties": false,
+            },
+        ],
     })
 }
 
@@ -278,9 +346,19 @@ fn schemas() -> Value {
         ("Error", error),
         ("EmailRegistration", schema::<auth::EmailRegistration>()),
         ("EmailLogin", schema::<auth::EmailLogin>()),
-        ("IdLogin", schema::<auth::IdLogin>()),
+        (
+            "DeviceLogin",
+            with_id(schema::<auth::IdLogin>(), &rules::DEVICE_ID),
+        ),
+        (
+            "CustomLogin",
+            with_id(schema::<auth::IdLogin>(), &rules::CUSTOM_ID),
+        ),
         ("RefreshRequest", schema::<auth::RefreshRequest>()),
-        ("LinkRequest", schema::<auth::LinkRequest>()),
+        ("LinkEmail", schema::<auth::LinkEmail>()),
+        ("UnlinkEmail", schema::<auth::UnlinkEmail>()),
+        ("DeviceId", with_id(schema::<auth::LinkId>(), &rules::DEVICE_ID)),
+        ("CustomId", with_id(schema::<auth::LinkId>(), &rules::CUSTOM_ID)),
         ("Tokens", schema::<auth::Tokens>()),
         ("OwnProfile", schema::<players::OwnProfile>()),
         ("PublicProfile", schema::<players::PublicProfile>()),
@@ -315,7 +393,7 @@ fn schemas() -> Value {
         ("Method", schema::<model::Method>()),
         ("ConversationView", schema::<messages::ConversationView>()),
         ("MessageView", schema::<events::MessageView>()),
-        ("MarkNotificationsRead", schema::<notifications::MarkRead>()),
+        ("MarkNotificationsRead", mark_notifications_read()),
         ("MarkedRead", schema::<notifications::MarkedRead>()),
         ("NotificationPage", schema::<notifications::NotificationPage>()),
         ("NotificationView", schema::<events::NotificationView>()),

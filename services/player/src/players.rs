@@ -9,6 +9,7 @@ use flotilla_storage::search::PlayerDoc;
 
 use crate::error::{Error, Result};
 use crate::model::{Ban, Player, Privacy};
+use crate::rules;
 use crate::state::{AppState, Storage};
 
 /// A player by id, read through the cache. Writers call [`invalidate`] after every change.
@@ -44,8 +45,13 @@ pub async fn invalidate(state: &AppState, id: &str) -> Result<()> {
 /// reading the whole document and writing it back, so a profile update that read the document just
 /// before a ban was copied in can write it back without it. Whichever write lands last, its writer
 /// then reads the record and repairs the copy, so a ban is never lost to a concurrent profile edit.
+///
+/// The document is read before the record, never at once: a copy found in the document was written
+/// after its record, so the record read next is at least as new, and a stale record can never undo a
+/// newer copy (reading both at once lost bans in `tests/concurrency.rs`).
 pub async fn settle_ban(state: &AppState, id: &str) -> Result<()> {
-    let (record, player) = tokio::try_join!(state.bans.get(id), state.players.get(id))?;
+    let player = state.players.get(id).await?;
+    let record = state.bans.get(id).await?;
     if let Some(player) = player {
         let copy = record.map(|record| Ban {
             reason: record.reason,
@@ -138,13 +144,8 @@ impl From<&Player> for OwnProfile {
     }
 }
 
-/// 3–24 characters: ASCII letters, digits, `_`, `.` and `-`, starting with a letter or digit.
 pub fn validate_username(username: &str) -> Result<()> {
-    let valid_chars = username
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    let starts_well = username.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    if !(3..=24).contains(&username.len()) || !valid_chars || !starts_well {
+    if !rules::USERNAME.allows(username) {
         return Err(Error::bad(
             "username",
             "username must be 3-24 characters of letters, digits, '_', '.' or '-', starting with a letter or digit",
@@ -154,8 +155,7 @@ pub fn validate_username(username: &str) -> Result<()> {
 }
 
 pub fn validate_display_name(name: &str) -> Result<()> {
-    let length = name.chars().count();
-    if !(1..=48).contains(&length) || name.chars().any(char::is_control) || name.trim() != name {
+    if !rules::DISPLAY_NAME.allows(name) {
         return Err(Error::bad(
             "displayName",
             "display name must be 1-48 characters, no control characters or outer spaces",
@@ -165,9 +165,7 @@ pub fn validate_display_name(name: &str) -> Result<()> {
 }
 
 pub fn validate_avatar_url(url: &str) -> Result<()> {
-    if !url.is_empty()
-        && (url.len() > 512 || !url.starts_with("https://") || url.chars().any(char::is_whitespace))
-    {
+    if !rules::AVATAR_URL.allows(url) {
         return Err(Error::bad(
             "avatarUrl",
             "avatar URL must be an https:// URL of at most 512 characters",
@@ -176,14 +174,8 @@ pub fn validate_avatar_url(url: &str) -> Result<()> {
     Ok(())
 }
 
-/// A BCP 47-looking tag ("en", "pt-BR"), or empty.
 pub fn validate_language(language: &str) -> Result<()> {
-    let valid = language.is_empty()
-        || (language.len() <= 16
-            && language.split('-').all(|part| {
-                (1..=8).contains(&part.len()) && part.chars().all(|c| c.is_ascii_alphanumeric())
-            }));
-    if !valid {
+    if !rules::LANGUAGE.allows(language) {
         return Err(Error::bad(
             "language",
             "language must be a language tag such as \"en\" or \"pt-BR\"",

@@ -68,7 +68,7 @@ pub fn presence_visible(audience: Audience, relation: Relation) -> bool {
 /// Refuses unless `sender` may message `target`.
 pub async fn check_can_message(state: &AppState, sender: &str, target: &Player) -> Result<()> {
     if sender == target.id {
-        return Err(Error::bad("to", "cannot message yourself"));
+        return Err(Error::Forbidden("cannot message yourself"));
     }
     let relation = relation(state, sender, &target.id).await?;
     let allowed = !relation.blocked()
@@ -90,7 +90,7 @@ pub const REQUEST_REFUSED: Error = Error::Forbidden("this player does not accept
 /// Refuses unless `requester` may send `target` a friend request.
 pub async fn check_can_request(state: &AppState, requester: &str, target: &Player) -> Result<()> {
     if requester == target.id {
-        return Err(Error::bad("player", "cannot befriend yourself"));
+        return Err(Error::Forbidden("cannot befriend yourself"));
     }
     let relation = relation(state, requester, &target.id).await?;
     if relation.blocked() {

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::extract::{JsonBody, QueryParams};
 use crate::model::Privacy;
 use crate::players::{self, OwnProfile, PublicProfile};
+use crate::rules;
 use crate::session::Session;
 use crate::state::Shared;
 
@@ -29,14 +30,20 @@ pub fn routes() -> Router<Shared> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProfileUpdate {
     #[serde(default)]
+    #[schemars(pattern(rules::USERNAME.pattern), length(min = rules::USERNAME.min, max = rules::USERNAME.max))]
     pub username: Option<String>,
     #[serde(default)]
+    #[schemars(pattern(rules::DISPLAY_NAME.pattern), length(min = rules::DISPLAY_NAME.min, max = rules::DISPLAY_NAME.max))]
     pub display_name: Option<String>,
     #[serde(default)]
+    #[schemars(pattern(rules::AVATAR_URL.pattern), length(min = rules::AVATAR_URL.min, max = rules::AVATAR_URL.max))]
     pub avatar_url: Option<String>,
     #[serde(default)]
+    #[schemars(pattern(rules::LANGUAGE.pattern), length(min = rules::LANGUAGE.min, max = rules::LANGUAGE.max))]
     pub language: Option<String>,
+    /// A JSON object of at most 16 KiB once serialised.
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub metadata: Option<serde_json::Value>,
     #[serde(default)]
     pub privacy: Option<Privacy>,
@@ -120,10 +127,13 @@ async fn search(
     _signed_in: Session,
     QueryParams(query): QueryParams<SearchQuery>,
 ) -> Result<Json<Vec<PublicProfile>>> {
-    let q = query.q.trim();
-    if q.is_empty() || q.chars().count() > 64 {
-        return Err(Error::bad("q", "search text must be 1-64 characters"));
+    if !rules::SEARCH_TEXT.allows(&query.q) {
+        return Err(Error::bad(
+            "q",
+            "search text must be 1-64 characters, not only spaces",
+        ));
     }
+    let q = query.q.trim();
     let hits = state
         .search
         .search(q, query.limit.unwrap_or(20).clamp(1, 50))

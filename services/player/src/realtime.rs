@@ -53,6 +53,7 @@ use crate::hub::{self, Connection};
 use crate::model::{Audience, FriendEdge, FriendState, new_id};
 use crate::players;
 use crate::privacy::{self, Relation};
+use crate::rules;
 use crate::session::{self, Session};
 use crate::state::{PRESENCE_TTL, Shared};
 
@@ -655,21 +656,22 @@ async fn presence(
     Ok(Json(PresenceList { items }))
 }
 
-/// Comma-separated ids: 1 to [`MAX_PRESENCE_IDS`] of them, duplicates ignored.
+/// Comma-separated ids ([`rules::PRESENCE_IDS`]): 1 to [`MAX_PRESENCE_IDS`] of them, none empty,
+/// duplicates ignored.
 fn parse_ids(ids: &str) -> Result<Vec<String>> {
-    let mut seen = HashSet::new();
-    let ids: Vec<String> = ids
-        .split(',')
-        .map(str::trim)
-        .filter(|id| !id.is_empty() && seen.insert(*id))
-        .map(str::to_owned)
-        .collect();
-    if ids.is_empty() || ids.len() > MAX_PRESENCE_IDS {
+    if !rules::PRESENCE_IDS.allows(ids) {
         return Err(Error::bad(
             "ids",
             format!("ids must list 1-{MAX_PRESENCE_IDS} player ids, comma-separated"),
         ));
     }
+    let mut seen = HashSet::new();
+    let ids: Vec<String> = ids
+        .split(',')
+        .map(str::trim)
+        .filter(|id| seen.insert(*id))
+        .map(str::to_owned)
+        .collect();
     Ok(ids)
 }
 
@@ -814,9 +816,10 @@ mod tests {
     #[test]
     fn presence_ids_are_bounded_and_deduplicated() {
         assert_eq!(
-            parse_ids("a, b,a,,c").ok(),
+            parse_ids("a, b,a,c").ok(),
             Some(vec!["a".to_owned(), "b".to_owned(), "c".to_owned()])
         );
+        assert!(parse_ids("a,,c").is_err(), "an empty id");
         assert!(parse_ids("").is_err());
         assert!(parse_ids(" , ").is_err());
         let many: Vec<String> = (0..=MAX_PRESENCE_IDS).map(|i| i.to_string()).collect();

@@ -270,8 +270,9 @@ async fn linked_methods_sign_in_to_one_account_and_the_last_cannot_be_unlinked()
         replica
             .post("/v1/auth/link/phone", &player.token, json!({"id": "x"}))
             .await
-            .error(400),
-        "bad_request"
+            .status,
+        reqwest::StatusCode::NOT_FOUND,
+        "no such method"
     );
 
     replica

@@ -255,7 +255,7 @@ async fn bad_ids_filters_and_cursors_are_refused() {
     let replica = Deployment::new().replica().await;
     let ann = replica.player(&name("ann")).await;
     let answer = replica.post(&friend(&ann.id), &ann.token, json!({})).await;
-    assert_eq!(answer.error(400), "bad_request");
+    assert_eq!(answer.error(403), "forbidden", "one's own id");
     for id in ["no-such-player", &"x".repeat(65)] {
         replica.post(&friend(id), &ann.token, json!({})).await.error(404);
         replica
@@ -667,7 +667,7 @@ async fn mutual_friends_are_the_friends_both_have() {
     replica
         .get(&format!("/v1/friends/{}/mutual", ann.id), &ann.token)
         .await
-        .error(400);
+        .error(403);
 }
 
 #[tokio::test]

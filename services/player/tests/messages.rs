@@ -109,7 +109,7 @@ async fn friends_exchange_messages_and_read_their_history_newest_first_in_pages(
     replica
         .post(&messages(&ann), &ann.token, json!({"body": "note to self"}))
         .await
-        .error(400);
+        .error(403);
 }
 
 #[tokio::test]
