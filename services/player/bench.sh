@@ -16,6 +16,9 @@
 #   BENCH_SECONDS (10)  BENCH_CONCURRENCY (64)  BENCH_ACCOUNTS (1000)  BENCH_SOCKETS (19500)
 #   BENCH_LOGIN_CAP (3)  the capped login phase's CPU quota, in % of a core
 #   BENCH_ONLY=sockets|http  run only the socket phase, or only the HTTP phases
+#   BENCH_BASE=<git revision>  instead, compare: build that revision's service too and run sign-ins
+#                    and profile reads (cached, uncached) against both in one run, alternating
+#                    base, this tree, base, this tree, each on a database of its own
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${FLOTILLA_CACHE:-$HOME/.cache/flotilla}/target}
@@ -23,10 +26,19 @@ export BENCH_SECONDS=${BENCH_SECONDS:-10} BENCH_CONCURRENCY=${BENCH_CONCURRENCY:
 export BENCH_ACCOUNTS=${BENCH_ACCOUNTS:-1000}
 sockets=${BENCH_SOCKETS:-19500}
 
+work=$(mktemp -d)
+if [[ -n ${BENCH_BASE:-} ]]; then
+  # Built first, from a worktree that is removed again: cargo then finds the sources it recorded
+  # for the workspace's crates gone and rebuilds this tree's below, instead of trusting the base's.
+  git worktree add --quiet --detach "$work/base" "$BENCH_BASE"
+  (cd "$work/base" && cargo build --release --quiet -p flotilla-player)
+  cp "$CARGO_TARGET_DIR/release/flotilla-player" "$work/flotilla-player-base"
+  git worktree remove --force "$work/base"
+fi
 cargo build --release --quiet -p flotilla-player
 cargo bench --quiet -p flotilla-player --bench load --no-run 2> /dev/null
 load=$(ls -t "$CARGO_TARGET_DIR"/release/deps/load-* | grep -v '\.d$' | head -1)
-work=$(mktemp -d)
+player=$CARGO_TARGET_DIR/release/flotilla-player
 service=
 replicas=()
 cleanup() {
@@ -45,13 +57,13 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # As many descriptors as this machine allows: each idle WebSocket holds one in the service.
 ulimit -n "$(ulimit -Hn)"
 
-token_key=$("$CARGO_TARGET_DIR/release/flotilla-player" generate-token-key)
+token_key=$("$player" generate-token-key)
 
 # Starts a replica on core 0 against database bench$2 (cache seconds $1), waits until it is ready,
 # and sets BENCH_API, BENCH_OPS and BENCH_SERVICE_PID for it.
 start_replica() {
   export BENCH_API=127.0.0.1:$(free_port) BENCH_OPS=127.0.0.1:$(free_port) BENCH_DATABASE=bench$2
-  FLOTILLA_PROFILE_CACHE_SECONDS=$1 RUST_LOG=warn taskset -c 0 "$CARGO_TARGET_DIR/release/flotilla-player" serve \
+  FLOTILLA_PROFILE_CACHE_SECONDS=$1 RUST_LOG=warn taskset -c 0 "$player" serve \
     --addr "$BENCH_API" --metrics-addr "$BENCH_OPS" --migrate true --database "bench$2" --namespace "bench$2" \
     --token-key "$token_key" --service-key bench-service-key-0123456789 \
     --login-limit-account 1000000000 --login-limit-address 1000000000 &
@@ -92,6 +104,21 @@ uncap_cpu() {
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(date -u +%F)"
 echo "service on core 0, load generator and databases on core 1"
+if [[ -n ${BENCH_BASE:-} ]]; then
+  head=$player
+  for round in 1 2; do
+    for side in base head; do
+      if [[ $side == base ]]; then player=$work/flotilla-player-base; else player=$head; fi
+      start_service 300 "$side$round"
+      BENCH_LABEL="$side, round $round: device logins" taskset -c 1 "$load" logins
+      BENCH_LABEL="$side, round $round: profile reads, cached" taskset -c 1 "$load" reads
+      start_service 0 "${side}u$round"
+      BENCH_LABEL="$side, round $round: profile reads, uncached" taskset -c 1 "$load" reads
+      kill "$service"; wait "$service" 2> /dev/null || true; service=
+    done
+  done
+  exit 0
+fi
 if [[ ${BENCH_ONLY:-} != sockets ]]; then
   start_service 300 1
   taskset -c 1 "$load" ceiling
