@@ -717,19 +717,8 @@ mod tests {
             normalize_email("Ann@Example.COM").expect("valid"),
             "ann@example.com"
         );
-        for bad in [
-            "",
-            "ann",
-            "@example.com",
-            "ann@",
-            "ann@example",
-            "a b@example.com",
-            "ann@.com",
-            "a@b@c.com",
-            " ann@example.com",
-        ] {
-            assert!(normalize_email(bad).is_err(), "{bad}");
-        }
+        // What else an address must be is rules::EMAIL's, tested there.
+        assert!(normalize_email(" ann@example.com").is_err());
     }
 
     #[test]

@@ -239,7 +239,7 @@ pub async fn record_in_conversations(
 /// further, and returns the step it stands at: `None` when it has no steps and `base` (where a
 /// pointer written before pointers were sequences stands) is at or past `message`. Moves are
 /// appended to the pointer's sequence, so of two moves at once the newer message wins whatever the
-/// order they land in; older steps are pruned every [`PRUNE_EVERY`].
+/// order they land in.
 async fn advance_pointer(
     pointers: &Sequence<PointerStep>,
     key: &str,
@@ -262,18 +262,8 @@ async fn advance_pointer(
             }))
         })
         .await?;
-    if let Some(head) = advanced
-        .head
-        .as_ref()
-        .filter(|head| advanced.appended && head.seq % PRUNE_EVERY == 0)
-    {
-        pointers.prune_before(key, head.seq - 1).await?;
-    }
     Ok(advanced.head)
 }
-
-/// How often a pointer's old steps are deleted: the newest two are always kept.
-const PRUNE_EVERY: i64 = 16;
 
 /// `GET /v1/conversations?limit=&cursor=`: the caller's conversations, newest message first, each
 /// with that message and the read state.

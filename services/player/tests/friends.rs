@@ -5,7 +5,6 @@
 mod support;
 
 use flotilla_player::model::{FriendEdge, FriendState};
-use flotilla_storage::mongo::now_ms;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::{Deployment, Player, Replica, SERVICE_KEY, name};
@@ -757,19 +756,6 @@ async fn suggestions_rank_friends_of_friends_and_leave_out_who_they_must() {
     );
 }
 
-/// Writes `owner`'s edge to `other` as a release before migration 5 did: no step behind it.
-async fn legacy_edge(replica: &Replica, owner: &Player, other: &Player, state: FriendState) {
-    let edge = FriendEdge {
-        id: FriendEdge::id_of(&owner.id, &other.id),
-        owner: owner.id.clone(),
-        other: other.id.clone(),
-        state,
-        updated_ms: now_ms(),
-        seq: 0,
-    };
-    replica.state.edges.replace(&edge.id, &edge).await.expect("edge");
-}
-
 #[tokio::test]
 async fn edges_left_half_written_before_relationships_were_sequences_are_completed_by_a_retry() {
     let replica = Deployment::new().replica().await;
@@ -789,7 +775,7 @@ async fn edges_left_half_written_before_relationships_were_sequences_are_complet
         replica.player(&name("ann")).await,
         replica.player(&name("bob")).await,
     );
-    legacy_edge(&replica, &bob, &ann, FriendState::InviteReceived).await;
+    replica.write_edge(&bob, &ann, FriendState::InviteReceived).await;
     replica
         .post(&friend(&bob.id), &ann.token, json!({}))
         .await
@@ -806,8 +792,8 @@ async fn edges_left_half_written_before_relationships_were_sequences_are_complet
         replica.player(&name("ann")).await,
         replica.player(&name("bob")).await,
     );
-    legacy_edge(&replica, &ann, &bob, FriendState::Mutual).await;
-    legacy_edge(&replica, &bob, &ann, FriendState::InviteReceived).await;
+    replica.write_edge(&ann, &bob, FriendState::Mutual).await;
+    replica.write_edge(&bob, &ann, FriendState::InviteReceived).await;
     let accept = format!("/v1/friends/{}/accept", ann.id);
     assert_eq!(
         replica.post(&accept, &bob.token, json!({})).await.expect(200)["state"],
@@ -820,7 +806,7 @@ async fn edges_left_half_written_before_relationships_were_sequences_are_complet
         replica.player(&name("ann")).await,
         replica.player(&name("bob")).await,
     );
-    legacy_edge(&replica, &ann, &bob, FriendState::Mutual).await;
+    replica.write_edge(&ann, &bob, FriendState::Mutual).await;
     replica.delete(&friend(&bob.id), &ann.token).await.expect(204);
     assert_eq!(
         (state_of(&ann, &bob).await, state_of(&bob, &ann).await),

@@ -146,25 +146,6 @@ impl Socket {
     }
 }
 
-/// Writes one edge directly: the half-written pairs that edges written before relationships were
-/// sequences (migration 5) may hold, and that a projection shows for a moment while it is written.
-async fn set_edge(replica: &Replica, owner: &Player, other: &Player, state: FriendState) {
-    let edge = FriendEdge {
-        id: FriendEdge::id_of(&owner.id, &other.id),
-        owner: owner.id.clone(),
-        other: other.id.clone(),
-        state,
-        updated_ms: flotilla_storage::mongo::now_ms(),
-        seq: 0,
-    };
-    replica
-        .state
-        .edges
-        .replace(&edge.id, &edge)
-        .await
-        .expect("edge stored");
-}
-
 async fn set_presence_privacy(replica: &Replica, player: &Player, audience: &str) {
     let body =
         json!({"privacy": {"presence": audience, "messages": "friends", "friendRequests": "everyone"}});
@@ -413,7 +394,7 @@ async fn a_half_written_block_already_hides_presence() {
     cat_socket.send(json!({"type": "status", "status": "away"})).await;
     cat_socket.ready().await;
     // With the pair restored, the first event Ann gets is the one after.
-    set_edge(&replica, &ann, &cat, FriendState::Mutual).await;
+    replica.write_edge(&ann, &cat, FriendState::Mutual).await;
     cat_socket
         .send(json!({"type": "status", "status": "inMatch"}))
         .await;

@@ -212,7 +212,6 @@ impl Migrator {
             if advanced.appended
                 && let Some(taken) = advanced.head
             {
-                leases.prune_before(LOCK_KEY, taken.seq).await?;
                 return Ok(taken.seq);
             }
             if tokio::time::Instant::now() >= deadline {
@@ -241,10 +240,8 @@ impl Migrator {
 
     /// Releases the lease held at `epoch`; nothing to do when another replica took it over meanwhile.
     async fn release(&self, epoch: i64) -> Result<()> {
-        let leases = self.leases();
-        if leases.append(&self.epoch(epoch + 1, "", 0)).await? == Append::Appended {
-            leases.prune_before(LOCK_KEY, epoch + 1).await?;
-        }
+        // `Taken` needs nothing more: another replica holds it now.
+        self.leases().append(&self.epoch(epoch + 1, "", 0)).await?;
         Ok(())
     }
 

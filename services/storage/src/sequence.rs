@@ -15,7 +15,7 @@
 //! scan): from a `hint`, a position known to have existed, it reads forward until a position is
 //! missing. Callers keep the hint in the documents they query by other fields (a friend list reads
 //! the edges, not the sequence); [`Sequence::settle`] keeps such a projection in step with the head.
-//! Without a hint, or when the hinted entry was pruned, an index on `(key, seq)` gives the newest.
+//! Without a hint, or when the hinted entry is gone, an index on `(key, seq)` gives the newest.
 
 use std::future::Future;
 
@@ -65,6 +65,10 @@ pub struct Advanced<E> {
     pub raced: bool,
 }
 
+/// Entries are never deleted one by one: a writer that read the head may insert long after, and an
+/// insert at a position freed by deleting it would succeed behind the head (measured: pruning old
+/// entries while eight writers appended lost 24 of 200 increments). Only a whole key goes at once
+/// ([`Sequence::delete_all`], with the account it belongs to).
 pub struct Sequence<E: Entry> {
     store: Store<E>,
 }
@@ -104,10 +108,11 @@ impl<E: Entry> Sequence<E> {
         }
         loop {
             let next = newest.as_ref().map_or(1, |entry| entry.seq() + 1);
-            match self.store.get(&entry_id(key, next)).await? {
-                Some(entry) => newest = Some(entry),
-                None => return Ok(newest),
+            if let Some(entry) = self.store.get(&entry_id(key, next)).await? {
+                newest = Some(entry);
+                continue;
             }
+            return Ok(newest);
         }
     }
 
@@ -194,22 +199,6 @@ impl<E: Entry> Sequence<E> {
                 _ => return Ok(head),
             }
         }
-    }
-
-    /// Deletes the entries of `key` before `seq` that are still there, newest first, stopping at the
-    /// first missing one: for sequences whose history is not kept (leases, markers). A reader whose
-    /// hint points at a pruned entry falls back to the index.
-    pub async fn prune_before(&self, key: &str, seq: i64) -> Result<()> {
-        let mut position = seq - 1;
-        while position > 0
-            && self
-                .store
-                .delete_one(doc! {"_id": entry_id(key, position)})
-                .await?
-        {
-            position -= 1;
-        }
-        Ok(())
     }
 
     /// Deletes every entry of `key` (with the account or relationship it belongs to).

@@ -12,6 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use flotilla_player::args::{ServeArgs, StorageArgs};
+use flotilla_player::model::{FriendEdge, FriendState};
 
 pub const SERVICE_KEY: &str = "test-service-key-0123456789";
 
@@ -210,6 +211,25 @@ impl Replica {
         )
         .await
         .expect(204);
+    }
+
+    /// Writes `owner`'s friend edge to `other` directly, with no relationship step behind it: what
+    /// releases before migration 5 wrote, including the half-written pairs their crashes could
+    /// leave, and what a projection shows for a moment while it is written.
+    pub async fn write_edge(&self, owner: &Player, other: &Player, state: FriendState) {
+        let edge = FriendEdge {
+            id: FriendEdge::id_of(&owner.id, &other.id),
+            owner: owner.id.clone(),
+            other: other.id.clone(),
+            state,
+            updated_ms: flotilla_storage::mongo::now_ms(),
+            seq: 0,
+        };
+        self.state
+            .edges
+            .replace(&edge.id, &edge)
+            .await
+            .expect("edge stored");
     }
 
     /// A new player signed in by device id; returns (player id, access token, refresh token).
