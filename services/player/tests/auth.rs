@@ -472,3 +472,110 @@ async fn malformed_and_oversized_bodies_get_a_clear_400_and_change_nothing() {
         .expect("count");
     assert_eq!(players, 0, "no bad request created a player");
 }
+
+#[tokio::test]
+async fn the_atomic_writes_migration_keeps_sign_ins_and_bans_written_before_it() {
+    use base64::Engine;
+    use mongodb::bson::{Document, doc};
+    let deployment = Deployment::new();
+    let replica = deployment.replica().await;
+    let database = replica.state.mongo.database();
+    let tokens = database.collection::<Document>("refresh_tokens");
+    let hash = |token: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
+    };
+
+    // As a release before migration 5 left things: a sign-in's used and current refresh tokens,
+    // marked rather than numbered, and a ban kept only in the player document.
+    let kept = replica.player(&name("kim")).await;
+    let banned = replica.player(&name("lou")).await;
+    tokens
+        .drop_index("family_generation")
+        .await
+        .expect("drop the new index");
+    let now = flotilla_storage::mongo::now_ms();
+    let legacy = |token: &str, used: bool| {
+        doc! {"_id": hash(token), "family": "legacy-family", "player": &kept.id, "used": used,
+        "expires_ms": now + 3_600_000, "created_ms": now}
+    };
+    tokens
+        .insert_one(legacy("legacy-used-token", true))
+        .await
+        .expect("used token");
+    tokens
+        .insert_one(legacy("legacy-current-token", false))
+        .await
+        .expect("current token");
+    database
+        .collection::<Document>("players")
+        .update_one(
+            doc! {"_id": &banned.id},
+            doc! {"$set": {"banned": {"reason": "cheating", "since_ms": now}}},
+        )
+        .await
+        .expect("ban as before");
+    // The old ban handler dropped the cached profile too.
+    flotilla_player::players::invalidate(&replica.state, &banned.id)
+        .await
+        .expect("invalidate");
+    database
+        .collection::<Document>("flotilla_migrations")
+        .delete_one(doc! {"_id": 5})
+        .await
+        .expect("forget version 5");
+
+    let storage = flotilla_player::state::Storage::connect(&deployment.storage_args(), None)
+        .await
+        .expect("storage");
+    let applied = flotilla_player::migrations::run(&storage, "test")
+        .await
+        .expect("migrate");
+    assert_eq!(applied, [5]);
+    let used = doc! {"_id": hash("legacy-used-token")};
+    assert_eq!(
+        tokens.count_documents(used).await.expect("count"),
+        0,
+        "used tokens are dropped"
+    );
+
+    let refresh = |token: &str| json!({"refreshToken": token});
+    let next = replica
+        .call(
+            Method::POST,
+            "/v1/auth/refresh",
+            None,
+            Some(refresh("legacy-current-token")),
+        )
+        .await
+        .expect(200);
+    assert_eq!(next["player"]["id"], kept.id.as_str());
+    replica
+        .call(
+            Method::POST,
+            "/v1/auth/refresh",
+            None,
+            Some(refresh("legacy-used-token")),
+        )
+        .await
+        .error(401);
+
+    let device = json!({"id": banned.device});
+    let refused = replica
+        .call(Method::POST, "/v1/auth/device", None, Some(device.clone()))
+        .await;
+    assert_eq!(refused.error(403), "banned");
+    replica
+        .call(
+            Method::DELETE,
+            &format!("/v1/admin/players/{}/ban", banned.id),
+            Some(SERVICE_KEY),
+            None,
+        )
+        .await
+        .expect(204);
+    replica
+        .call(Method::POST, "/v1/auth/device", None, Some(device))
+        .await
+        .expect(200);
+}
