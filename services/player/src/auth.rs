@@ -438,7 +438,13 @@ async fn unlink(state: &Shared, session: Session, method: Method, identifier: &s
     if state.identities.count(doc! {"player": &session.player}).await? <= 1 {
         return Err(last_sign_in());
     }
-    if !state.identities.delete_one(doc! {"_id": &id}).await? {
+    // The owner in the filter never changes, so it holds as the delete lands: a second unlink of
+    // this identifier cannot delete it after another account linked it again.
+    if !state
+        .identities
+        .delete_one(doc! {"_id": &id, "player": &session.player})
+        .await?
+    {
         return Err(Error::NotFound("linked sign-in"));
     }
     // Two unlinks at once may each have counted the other's method: count again after deleting,
@@ -489,9 +495,14 @@ async fn create_account(
         secret_hash,
         created_ms: now,
     };
-    if let Err(error) = state.identities.insert(&identity).await {
-        state.players.delete_one(doc! {"_id": &player.id}).await?;
-        return Err(Error::taken("an account with that sign-in exists")(error));
+    match state.identities.insert(&identity).await {
+        Ok(()) => {}
+        Err(error @ flotilla_storage::Error::Duplicate { .. }) => {
+            state.players.delete_one(doc! {"_id": &player.id}).await?;
+            return Err(Error::taken("an account with that sign-in exists")(error));
+        }
+        // The insert may have landed: keep the player, so an identity that did land leads somewhere.
+        Err(error) => return Err(error.into()),
     }
     players::index(state, &player).await;
     Ok(player)
@@ -502,7 +513,9 @@ async fn signed_in_player(state: &Shared, id: &str, method: &'static str) -> Res
     let player = players::load(state, id)
         .await?
         .ok_or(Error::Unauthenticated("account no longer exists"))?;
-    if player.banned.is_some() {
+    // The ban record itself, not the profile's copy: a profile edit in flight may have written the
+    // copy away for a moment (`players::settle_ban`).
+    if state.bans.get(id).await?.is_some() {
         record_login(state, method, "banned");
         return Err(Error::Banned);
     }
@@ -600,7 +613,7 @@ pub async fn revoke_family(state: &Shared, player: &str, family: &str) -> Result
 pub async fn revoke_all(state: &Shared, player: &str, reason: &str) -> Result<()> {
     let tokens = state
         .refresh_tokens
-        .find(doc! {"player": player}, doc! {}, 10_000)
+        .find(doc! {"player": player}, doc! {}, i64::MAX)
         .await?;
     let mut families: Vec<String> = tokens.into_iter().map(|t| t.family).collect();
     families.sort();

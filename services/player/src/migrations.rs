@@ -101,9 +101,24 @@ async fn conversations(mongo: Mongo) -> flotilla_storage::Result<()> {
 /// again after a failure halfway.
 async fn atomic_writes(mongo: Mongo) -> flotilla_storage::Result<()> {
     let tokens = mongo.store::<RefreshToken>();
-    // Used tokens were kept only to notice their reuse; the one unused token of each family becomes
-    // generation 0, which the unique (family, generation) index needs to be unique.
+    // Used tokens were kept only to notice their reuse. The unused token of each family becomes
+    // generation 0, which the unique (family, generation) index needs to be unique; a family can
+    // hold several (two refreshes at once both won under the old conditional update), so only its
+    // newest is kept.
     tokens.delete_many(doc! {"used": true}).await?;
+    let mut newest: std::collections::HashMap<String, RefreshToken> = std::collections::HashMap::new();
+    let mut older = Vec::new();
+    for token in tokens
+        .find(doc! {"generation": null}, doc! {"created_ms": 1}, i64::MAX)
+        .await?
+    {
+        if let Some(previous) = newest.insert(token.family.clone(), token) {
+            older.push(previous.hash);
+        }
+    }
+    for hash in older {
+        tokens.delete_one(doc! {"_id": hash}).await?;
+    }
     tokens
         .set_many(doc! {"generation": null}, doc! {"generation": 0_i64})
         .await?;

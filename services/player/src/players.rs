@@ -46,21 +46,21 @@ pub async fn invalidate(state: &AppState, id: &str) -> Result<()> {
 /// before a ban was copied in can write it back without it. Whichever write lands last, its writer
 /// then reads the record and repairs the copy, so a ban is never lost to a concurrent profile edit.
 ///
-/// The document is read before the record, never at once: a copy found in the document was written
-/// after its record, so the record read next is at least as new, and a stale record can never undo a
-/// newer copy (reading both at once lost bans in `tests/concurrency.rs`).
+/// It goes round until a reading finds the two agreeing, since its own repair may rest on a record
+/// that a ban or unban changed meanwhile. Each reading takes the document before the record, never
+/// both at once: a copy found in the document was written after its record, so the record read next
+/// is at least as new (reading both at once lost bans in `tests/concurrency.rs`).
 pub async fn settle_ban(state: &AppState, id: &str) -> Result<()> {
-    let player = state.players.get(id).await?;
-    let record = state.bans.get(id).await?;
-    if let Some(player) = player {
-        let copy = record.map(|record| Ban {
+    while let Some(player) = state.players.get(id).await? {
+        let copy = state.bans.get(id).await?.map(|record| Ban {
             reason: record.reason,
             since_ms: record.since_ms,
         });
-        if player.banned != copy {
-            let copy = mongodb::bson::to_bson(&copy).map_err(flotilla_storage::Error::from)?;
-            state.players.set(id, doc! {"banned": copy}).await?;
+        if player.banned == copy {
+            break;
         }
+        let copy = mongodb::bson::to_bson(&copy).map_err(flotilla_storage::Error::from)?;
+        state.players.set(id, doc! {"banned": copy}).await?;
     }
     invalidate(state, id).await
 }

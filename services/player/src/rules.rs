@@ -2,10 +2,12 @@
 //! what the validators check and what the OpenAPI document publishes, so a client (or the schema
 //! fuzzer, `schema-fuzz/run.sh`) that follows the document is never refused for a field.
 //!
-//! Patterns use only syntax that Rust's `regex`, JavaScript and Python read alike. Whitespace is
-//! spelled out (Unicode's White_Space, which `str::trim` removes) rather than `\s`, whose meaning
-//! differs between the three; control characters are Unicode's Cc (`char::is_control`). Lengths
-//! count characters, as JSON Schema does.
+//! Patterns use only syntax that Rust's `regex` and JavaScript (ECMA-262, JSON Schema's dialect)
+//! read alike. Whitespace is spelled out (Unicode's White_Space, which `str::trim` removes) rather
+//! than `\s`, whose meaning differs between engines; control characters are Unicode's Cc
+//! (`char::is_control`). Each pattern matches a value one way only, so no engine backtracks over it.
+//! Lengths count characters, as JSON Schema does. (Python's `re`, which some tools use, also lets
+//! `$` match before a final newline; the ECMA reading, where it does not, is the one meant.)
 
 use std::sync::LazyLock;
 
@@ -22,6 +24,13 @@ macro_rules! ws {
 macro_rules! ctrl {
     () => {
         r"\x00-\x1f\x7f-\x9f"
+    };
+}
+
+/// Whitespace that is not a control character, and the newline: what may lead a message.
+macro_rules! ws_in_text {
+    () => {
+        r"\n \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
     };
 }
 
@@ -135,7 +144,7 @@ rule!(
     /// Something besides whitespace; no control characters but newlines.
     MESSAGE_BODY,
     concat!(
-        "^[^", ctrl_but_newline!(), "]*[^", ws!(), ctrl!(), "][^", ctrl_but_newline!(), "]*$"
+        "^[", ws_in_text!(), "]*[^", ws!(), ctrl!(), "][^", ctrl_but_newline!(), "]*$"
     ),
     1,
     crate::messages::MAX_BODY_CHARS
@@ -160,7 +169,7 @@ rule!(
     /// pass the HTTP server's limit on a request line and be refused before it reaches a handler.
     PRESENCE_IDS,
     concat!(
-        "^[^,]*[^,", ws!(), "][^,]*(?:,[^,]*[^,", ws!(), "][^,]*){0,99}$"
+        "^[", ws!(), "]*[^,", ws!(), "][^,]*(?:,[", ws!(), "]*[^,", ws!(), "][^,]*){0,99}$"
     ),
     1,
     3000

@@ -122,16 +122,25 @@ impl<E: Entry> Sequence<E> {
     }
 
     /// Stores `entry` at its position, unless another writer got there first. A transport failure
-    /// (the insert may or may not have landed) is settled by reading the position back.
+    /// (the insert may or may not have landed) is settled by reading the position back; after one,
+    /// a duplicate may be this call's own earlier attempt, so it too is read back and compared.
     pub async fn append(&self, entry: &E) -> Result<Append> {
+        let id = entry_id(entry.key(), entry.seq());
+        let mut uncertain = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.store.insert(entry).await {
                 Ok(()) => return Ok(Append::Appended),
-                Err(Error::Duplicate { .. }) => return Ok(Append::Taken),
+                Err(Error::Duplicate { .. }) if !uncertain => return Ok(Append::Taken),
+                Err(Error::Duplicate { .. }) => {
+                    return match self.store.get(&id).await? {
+                        Some(stored) if same(&stored, entry)? => Ok(Append::Appended),
+                        _ => Ok(Append::Taken),
+                    };
+                }
                 Err(error) if error.is_transient() && attempt < 3 => {
-                    let id = entry_id(entry.key(), entry.seq());
+                    uncertain = true;
                     match self.store.get(&id).await {
                         Ok(Some(stored)) if same(&stored, entry)? => return Ok(Append::Appended),
                         Ok(Some(_)) => return Ok(Append::Taken),
