@@ -495,18 +495,17 @@ async fn the_atomic_writes_migration_keeps_sign_ins_and_bans_written_before_it()
         .await
         .expect("drop the new index");
     let now = flotilla_storage::mongo::now_ms();
-    let legacy = |token: &str, used: bool| {
-        doc! {"_id": hash(token), "family": "legacy-family", "player": &kept.id, "used": used,
-        "expires_ms": now + 3_600_000, "created_ms": now}
-    };
-    tokens
-        .insert_one(legacy("legacy-used-token", true))
-        .await
-        .expect("used token");
-    tokens
-        .insert_one(legacy("legacy-current-token", false))
-        .await
-        .expect("current token");
+    // Used and unused, older and newer; two unused in one family, as two refreshes at once could
+    // both win under the old conditional update.
+    for (token, used, created_ms) in [
+        ("legacy-used-token", true, now - 2),
+        ("legacy-twin-token", false, now - 1),
+        ("legacy-current-token", false, now),
+    ] {
+        let document = doc! {"_id": hash(token), "family": "legacy-family", "player": &kept.id,
+        "used": used, "expires_ms": now + 3_600_000, "created_ms": created_ms};
+        tokens.insert_one(document).await.expect("legacy token");
+    }
     database
         .collection::<Document>("players")
         .update_one(
@@ -519,25 +518,15 @@ async fn the_atomic_writes_migration_keeps_sign_ins_and_bans_written_before_it()
     flotilla_player::players::invalidate(&replica.state, &banned.id)
         .await
         .expect("invalidate");
-    database
-        .collection::<Document>("flotilla_migrations")
-        .delete_one(doc! {"_id": 5})
-        .await
-        .expect("forget version 5");
-
-    let storage = flotilla_player::state::Storage::connect(&deployment.storage_args(), None)
-        .await
-        .expect("storage");
-    let applied = flotilla_player::migrations::run(&storage, "test")
-        .await
-        .expect("migrate");
-    assert_eq!(applied, [5]);
-    let used = doc! {"_id": hash("legacy-used-token")};
-    assert_eq!(
-        tokens.count_documents(used).await.expect("count"),
-        0,
-        "used tokens are dropped"
-    );
+    assert_eq!(deployment.migrate_again(5).await, [5]);
+    for dropped in ["legacy-used-token", "legacy-twin-token"] {
+        let filter = doc! {"_id": hash(dropped)};
+        assert_eq!(
+            tokens.count_documents(filter).await.expect("count"),
+            0,
+            "{dropped} is dropped"
+        );
+    }
 
     let refresh = |token: &str| json!({"refreshToken": token});
     let next = replica

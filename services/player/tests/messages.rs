@@ -467,21 +467,7 @@ async fn the_conversations_migration_lists_messages_sent_before_it() {
     );
 
     // The database forgets version 4 was applied; the next start applies it again.
-    replica
-        .state
-        .mongo
-        .database()
-        .collection::<mongodb::bson::Document>("flotilla_migrations")
-        .delete_one(doc! {"_id": 4})
-        .await
-        .expect("forget version 4");
-    let storage = flotilla_player::state::Storage::connect(&deployment.storage_args(), None)
-        .await
-        .expect("storage");
-    let applied = flotilla_player::migrations::run(&storage, "test")
-        .await
-        .expect("migrate");
-    assert_eq!(applied, [4]);
+    assert_eq!(deployment.migrate_again(4).await, [4]);
     for (player, other) in [(&ann, &bob), (&bob, &ann)] {
         let list = replica.get("/v1/conversations", &player.token).await.expect(200);
         assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");

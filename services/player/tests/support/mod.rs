@@ -75,6 +75,24 @@ impl Deployment {
         }
     }
 
+    /// Forgets that migration `version` was applied and runs the migrations again, as the next
+    /// start after an upgrade would; returns the versions applied.
+    pub async fn migrate_again(&self, version: u32) -> Vec<u32> {
+        let storage = flotilla_player::state::Storage::connect(&self.storage_args(), None)
+            .await
+            .expect("storage");
+        storage
+            .mongo
+            .database()
+            .collection::<mongodb::bson::Document>("flotilla_migrations")
+            .delete_one(mongodb::bson::doc! {"_id": version})
+            .await
+            .expect("forget the version");
+        flotilla_player::migrations::run(&storage, "test")
+            .await
+            .expect("migrate")
+    }
+
     /// Starts a replica (migrating on start, like the chart does) and returns it once it listens.
     pub async fn replica(&self) -> Replica {
         let _ = tracing_subscriber::fmt()
