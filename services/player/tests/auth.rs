@@ -528,26 +528,9 @@ async fn the_atomic_writes_migration_keeps_sign_ins_and_bans_written_before_it()
         );
     }
 
-    let refresh = |token: &str| json!({"refreshToken": token});
-    let next = replica
-        .call(
-            Method::POST,
-            "/v1/auth/refresh",
-            None,
-            Some(refresh("legacy-current-token")),
-        )
-        .await
-        .expect(200);
+    let next = replica.refresh("legacy-current-token").await.expect(200);
     assert_eq!(next["player"]["id"], kept.id.as_str());
-    replica
-        .call(
-            Method::POST,
-            "/v1/auth/refresh",
-            None,
-            Some(refresh("legacy-used-token")),
-        )
-        .await
-        .error(401);
+    replica.refresh("legacy-used-token").await.error(401);
 
     let device = json!({"id": banned.device});
     let refused = replica

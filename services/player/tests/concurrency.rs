@@ -26,6 +26,14 @@ fn statuses(answers: &[Answer]) -> Vec<u16> {
     statuses
 }
 
+/// Asserts that the tokens a sign-in or refresh answered with work no more.
+async fn assert_revoked(replica: &Replica, tokens: &Value) {
+    let refresh = tokens["refreshToken"].as_str().expect("refresh token");
+    replica.refresh(refresh).await.error(401);
+    let access = tokens["accessToken"].as_str().expect("access token");
+    replica.get("/v1/players/me", access).await.error(401);
+}
+
 async fn two_replicas() -> (Replica, Replica) {
     let deployment = Deployment::new();
     (deployment.replica().await, deployment.replica().await)
@@ -56,9 +64,7 @@ async fn accepting_and_declining_one_request_at_once_has_one_outcome_and_the_oth
     let ann = one.player(&name("ann")).await;
     let bob = one.player(&name("bob")).await;
     for round in 0..ROUNDS {
-        one.post(&format!("/v1/friends/{}", bob.id), &ann.token, json!({}))
-            .await
-            .expect(201);
+        one.ask(&ann, &bob).await.expect(201);
         let accept = format!("/v1/friends/{}/accept", ann.id);
         let decline = format!("/v1/friends/{}/decline", ann.id);
         let (accepted, declined) = tokio::join!(
@@ -90,9 +96,7 @@ async fn a_block_racing_an_accept_always_ends_blocked() {
     let ann = one.player(&name("ann")).await;
     let bob = one.player(&name("bob")).await;
     for round in 0..ROUNDS {
-        one.post(&format!("/v1/friends/{}", bob.id), &ann.token, json!({}))
-            .await
-            .expect(201);
+        one.ask(&ann, &bob).await.expect(201);
         let (accept, block) = (
             format!("/v1/friends/{}/accept", ann.id),
             format!("/v1/friends/{}/block", bob.id),
@@ -122,11 +126,10 @@ async fn of_eight_refreshes_with_one_token_at_most_one_gets_a_session_and_the_re
     let (one, two) = two_replicas().await;
     for round in 0..ROUNDS {
         let player = one.player(&name("cat")).await;
-        let body = json!({"refreshToken": player.refresh});
         let requests = (0..8)
             .map(|n| {
                 let replica = if n % 2 == 0 { &one } else { &two };
-                replica.call(Method::POST, "/v1/auth/refresh", None, Some(body.clone()))
+                replica.refresh(&player.refresh)
             })
             .collect();
         let answers = all_at_once(requests).await;
@@ -146,13 +149,8 @@ async fn of_eight_refreshes_with_one_token_at_most_one_gets_a_session_and_the_re
             statuses(&answers)
         );
         // The others presented a used token: the sign-in is revoked, including what the winner got.
-        for body in granted {
-            let refresh = json!({"refreshToken": body["refreshToken"]});
-            one.call(Method::POST, "/v1/auth/refresh", None, Some(refresh))
-                .await
-                .error(401);
-            let access = body["accessToken"].as_str().expect("access token");
-            one.get("/v1/players/me", access).await.error(401);
+        for tokens in granted {
+            assert_revoked(&one, tokens).await;
         }
         one.get("/v1/players/me", &player.token).await.error(401);
     }
@@ -161,25 +159,18 @@ async fn of_eight_refreshes_with_one_token_at_most_one_gets_a_session_and_the_re
 #[tokio::test]
 async fn a_refresh_racing_sign_out_leaves_no_working_token() {
     let (one, two) = two_replicas().await;
-    for round in 0..ROUNDS {
+    for _ in 0..ROUNDS {
         let player = one.player(&name("dot")).await;
-        let body = json!({"refreshToken": player.refresh});
         let (refreshed, signed_out) = tokio::join!(
-            one.call(Method::POST, "/v1/auth/refresh", None, Some(body)),
+            one.refresh(&player.refresh),
             two.call(Method::POST, "/v1/auth/logout", Some(&player.token), None),
         );
         signed_out.expect(204);
         if refreshed.status.as_u16() == 200 {
-            let refresh = json!({"refreshToken": refreshed.body["refreshToken"]});
-            one.call(Method::POST, "/v1/auth/refresh", None, Some(refresh))
-                .await
-                .error(401);
-            let access = refreshed.body["accessToken"].as_str().expect("access");
-            one.get("/v1/players/me", access).await.error(401);
+            assert_revoked(&one, &refreshed.body).await;
         } else {
             refreshed.error(401);
         }
-        let _ = round;
     }
 }
 

@@ -211,6 +211,19 @@ impl Replica {
         self.call(Method::DELETE, path, Some(token), None).await
     }
 
+    /// `POST /v1/auth/refresh` with `token`.
+    pub async fn refresh(&self, token: &str) -> Answer {
+        let body = json!({"refreshToken": token});
+        self.call(Method::POST, "/v1/auth/refresh", None, Some(body))
+            .await
+    }
+
+    /// `from` asks `to` to be friends.
+    pub async fn ask(&self, from: &Player, to: &Player) -> Answer {
+        self.post(&format!("/v1/friends/{}", to.id), &from.token, json!({}))
+            .await
+    }
+
     /// Makes `a` and `b` friends through the friends API: `a` asks, `b` accepts.
     pub async fn befriend(&self, a: &Player, b: &Player) {
         self.post(&format!("/v1/friends/{}", b.id), &a.token, json!({}))
