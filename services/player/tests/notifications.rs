@@ -42,6 +42,9 @@ async fn notifications_list_newest_first_in_pages_and_filter_by_unread() {
     let mut made = Vec::new();
     for n in 0..5 {
         made.push(notify(&replica, &ann, Some(&bob), n).await);
+        // Ids order by millisecond, then at random: one notification per millisecond, so the
+        // order made is the order listed.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     made.reverse();
 
