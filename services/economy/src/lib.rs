@@ -1,7 +1,234 @@
-//! Flotilla's economy service: currencies, inventory and store purchases on a ledger that never
-//! creates or loses value, on MongoDB (FerretDB) and Redis.
+//! Flotilla's economy service: currencies, inventory, store purchases, gifts and grants on a
+//! double-entry ledger that never creates or loses value, on MongoDB (FerretDB) and Redis.
+//! Stateless: any number of replicas serve the same players; one at a time (by lease) runs the
+//! recovery worker and the continuous audit.
+//!
+//! Modules by responsibility:
+//! - the books: [`ledger`] (transactions of legs, driven to an outcome with unique inserts only,
+//!   an auditor, and the in-memory store of the simulation tier);
+//! - HTTP surface: [`transactions`] (purchases, consumption, gifts, grants, history), [`wallet`]
+//!   (balances, the catalog), [`admin`] (audit);
+//! - rules: [`catalog`] (what exists and its limits), [`caller`] (who is calling);
+//! - plumbing: [`extract`], [`workers`], [`metrics`], [`openapi`], [`state`], [`args`].
 
+pub mod admin;
+pub mod args;
+pub mod caller;
+pub mod catalog;
 mod error;
+pub mod extract;
 pub mod ledger;
+pub mod metrics;
+pub mod openapi;
+pub mod state;
+pub mod transactions;
+pub mod wallet;
+pub mod workers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use flotilla_player::tokens::Verifier;
+use flotilla_storage::lease::Lease;
+use flotilla_storage::mongo::{Mongo, MongoOptions};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
 
 pub use error::{Error, Result};
+
+use crate::args::{Args, Command, ServeArgs, StorageArgs};
+use crate::caller::{Keys, SecretKey};
+use crate::catalog::Catalog;
+use crate::ledger::engine::Ledger;
+use crate::ledger::mongo::MongoLedger;
+use crate::metrics::Metrics;
+use crate::state::{AppState, Shared};
+
+/// Request bodies larger than this are refused before they are read.
+pub const MAX_BODY: usize = 16 * 1024;
+
+pub async fn run(args: Args) -> Result<()> {
+    match args.command {
+        Command::Serve(serve_args) => serve(*serve_args).await,
+        Command::CheckCatalog { path } => {
+            let catalog = Catalog::load(&path)?;
+            println!(
+                "catalog v{}: {} currencies, {} items, {} offers",
+                catalog.version,
+                catalog.currencies.len(),
+                catalog.items.len(),
+                catalog.offers.len()
+            );
+            Ok(())
+        }
+        Command::Audit(storage) => {
+            let mongo = connect(&storage, None).await?;
+            let report = ledger::audit::audit(&MongoLedger::new(&mongo).books().await?);
+            for (asset, totals) in &report.totals {
+                println!("{asset}: {totals:?}");
+            }
+            for violation in &report.violations {
+                println!("violation: {violation}");
+            }
+            println!("drift {} · unfinished {}", report.drift, report.unfinished);
+            match report.is_clean() {
+                true => Ok(()),
+                false => Err(Error::Invariant(format!(
+                    "{} violations",
+                    report.violations.len()
+                ))),
+            }
+        }
+    }
+}
+
+async fn connect(args: &StorageArgs, registry: Option<&mut Registry>) -> Result<Mongo> {
+    let mut options = MongoOptions::new(&args.mongo_url, &args.database);
+    options.max_pool = args.mongo_pool;
+    options.app_name = format!("flotilla-economy/{}", args.replica);
+    Ok(match registry {
+        Some(registry) => Mongo::connect(&options, registry).await?,
+        None => Mongo::connect_unmonitored(&options).await?,
+    })
+}
+
+/// Everything `serve` sets up, minus binding: tests start replicas in-process with this.
+pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
+    let ServeArgs {
+        storage,
+        redis_url,
+        namespace,
+        addr: _,
+        metrics_addr: _,
+        catalog,
+        player_token_keys,
+        player_url,
+        service_key,
+        admin_key,
+        recovery_grace_seconds,
+        recovery_interval_seconds,
+        audit_interval_seconds,
+    } = args;
+    let mut registry = Registry::default();
+    let mongo = connect(&storage, Some(&mut registry)).await?;
+    let store = MongoLedger::new(&mongo);
+    store.ensure_indexes().await?;
+    let redis = flotilla_storage::connect_redis(&redis_url).await?;
+    let keys = Keys {
+        service: SecretKey::new(&service_key, "service key")?,
+        admin: SecretKey::new(&admin_key, "admin key")?,
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|error| Error::Config(error.to_string()))?;
+    let verifier = match (&player_url, player_token_keys.is_empty()) {
+        (_, false) => {
+            Verifier::from_public_keys(&player_token_keys).map_err(|e| Error::Config(e.to_string()))?
+        }
+        (Some(url), true) => wait_for_keys(&http, url).await?,
+        (None, true) => {
+            return Err(Error::Config(
+                "--player-token-keys or --player-url is required".into(),
+            ));
+        }
+    };
+    let metrics = Metrics::register(&mut registry);
+    let clock = Arc::new(flotilla_storage::mongo::now_ms);
+    let ledger = Ledger::new(store, clock);
+    let state: Shared = Arc::new(AppState::new(
+        ledger,
+        mongo.clone(),
+        redis,
+        namespace,
+        keys,
+        metrics,
+        Catalog::load(&catalog)?,
+        verifier,
+    ));
+
+    let lease = Lease::new(
+        &mongo,
+        "economy-recovery",
+        storage.replica,
+        Duration::from_secs(30),
+    );
+    lease.ensure_indexes().await?;
+    let audit_every = (audit_interval_seconds > 0).then(|| Duration::from_secs(audit_interval_seconds));
+    tokio::spawn(workers::recover_and_audit(
+        state.clone(),
+        lease,
+        Duration::from_secs(recovery_interval_seconds.max(1)),
+        Duration::from_secs(recovery_grace_seconds),
+        audit_every,
+    ));
+    tokio::spawn(workers::reload_catalog(
+        state.clone(),
+        catalog,
+        Duration::from_secs(5),
+    ));
+    if let Some(url) = player_url {
+        tokio::spawn(workers::refresh_keys(
+            state.clone(),
+            http,
+            url,
+            Duration::from_secs(60),
+        ));
+    }
+    let ops = metrics::router(state.clone(), registry);
+    Ok((state.clone(), api(state), ops))
+}
+
+/// The player service may start after this one: wait for its keys for up to a minute.
+async fn wait_for_keys(http: &reqwest::Client, url: &str) -> Result<Verifier> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match workers::fetch_keys(http, url).await {
+            Ok(verifier) => return Ok(verifier),
+            Err(error) if attempt >= 30 => return Err(error),
+            Err(error) => tracing::info!(%error, "waiting for the player service"),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The public API.
+pub fn api(state: Shared) -> Router {
+    Router::new()
+        .merge(wallet::routes())
+        .merge(transactions::routes())
+        .merge(admin::routes())
+        .merge(openapi::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let (addr, metrics_addr) = (args.addr, args.metrics_addr);
+    let (_state, api, ops) = build(args).await?;
+    let api_listener = TcpListener::bind(addr).await?;
+    let ops_listener = TcpListener::bind(metrics_addr).await?;
+    tracing::info!(%addr, %metrics_addr, "serving");
+    let api = axum::serve(api_listener, api).with_graceful_shutdown(shutdown());
+    let ops = axum::serve(ops_listener, ops).with_graceful_shutdown(shutdown());
+    tokio::try_join!(api.into_future(), ops.into_future())?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

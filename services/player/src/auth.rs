@@ -38,6 +38,7 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/auth/device", post(login_device))
         .route("/v1/auth/custom", post(login_custom))
         .route("/v1/auth/refresh", post(refresh))
+        .route("/v1/auth/keys", axum::routing::get(keys))
         .route("/v1/auth/logout", post(logout))
         .route("/v1/auth/link/email", post(link_email))
         .route("/v1/auth/link/device", post(link_device))
@@ -291,6 +292,20 @@ async fn login_by_id(
         }
         Err(error) => Err(error),
     }
+}
+
+/// The public keys access tokens are signed with: other services (the economy) verify player
+/// tokens with them, and cannot mint any.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct TokenKeysAnswer {
+    /// Raw Ed25519 public keys, base64; the first signs new tokens.
+    pub keys: Vec<String>,
+}
+
+async fn keys(State(state): State<Shared>) -> Json<TokenKeysAnswer> {
+    Json(TokenKeysAnswer {
+        keys: state.tokens.public_keys(),
+    })
 }
 
 async fn refresh(

@@ -41,7 +41,14 @@ struct Header {
 pub struct TokenKeys {
     signing: Ed25519KeyPair,
     kid: String,
-    verifying: Vec<(String, Vec<u8>)>,
+    verifier: Verifier,
+}
+
+/// Public keys only: how other services (the economy) check player tokens without being able to
+/// mint them.
+pub struct Verifier {
+    /// `(kid, public key)`.
+    keys: Vec<(String, Vec<u8>)>,
 }
 
 impl TokenKeys {
@@ -51,17 +58,13 @@ impl TokenKeys {
         let signing = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
             .map_err(|e| Error::Config(format!("token signing key is not an Ed25519 PKCS#8 key: {e}")))?;
         let public = signing.public_key().as_ref().to_vec();
-        let mut verifying = vec![(key_id(&public), public)];
-        for key in extra_public {
-            let public = STANDARD
-                .decode(key.trim())
-                .map_err(|_| Error::Config("a token verification key is not base64".into()))?;
-            verifying.push((key_id(&public), public));
-        }
+        let kid = key_id(&public);
+        let mut verifier = Verifier::from_public_keys(extra_public)?;
+        verifier.keys.insert(0, (kid.clone(), public));
         Ok(Self {
-            kid: verifying[0].0.clone(),
+            kid,
             signing,
-            verifying,
+            verifier,
         })
     }
 
@@ -87,6 +90,35 @@ impl TokenKeys {
 
     /// Checks signature, issuer, audience and expiry; `now` is Unix seconds.
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims> {
+        self.verifier.verify(token, now)
+    }
+
+    /// The public keys, base64: what another service needs to verify player tokens.
+    pub fn public_keys(&self) -> Vec<String> {
+        self.verifier.public_keys()
+    }
+}
+
+impl Verifier {
+    /// Keys as base64 raw Ed25519 public keys ([`TokenKeys::public_keys`]).
+    pub fn from_public_keys(keys: &[String]) -> Result<Self> {
+        let mut verifier = Self { keys: Vec::new() };
+        for key in keys {
+            let public = STANDARD
+                .decode(key.trim())
+                .map_err(|_| Error::Config("a token verification key is not base64".into()))?;
+            if public.len() != 32 {
+                return Err(Error::Config(
+                    "a token verification key is not 32 bytes of Ed25519".into(),
+                ));
+            }
+            verifier.keys.push((key_id(&public), public));
+        }
+        Ok(verifier)
+    }
+
+    /// Checks signature, issuer, audience and expiry; `now` is Unix seconds.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Claims> {
         const MALFORMED: Error = Error::Unauthenticated("access token is malformed");
         if token.len() > MAX_TOKEN_LEN {
             return Err(MALFORMED);
@@ -104,7 +136,7 @@ impl TokenKeys {
             return Err(Error::Unauthenticated("access token algorithm is not EdDSA"));
         }
         let (_, public) =
-            self.verifying
+            self.keys
                 .iter()
                 .find(|(kid, _)| *kid == decoded.kid)
                 .ok_or(Error::Unauthenticated(
@@ -127,9 +159,8 @@ impl TokenKeys {
         Ok(claims)
     }
 
-    /// The public keys, base64: what another service needs to verify player tokens.
     pub fn public_keys(&self) -> Vec<String> {
-        self.verifying
+        self.keys
             .iter()
             .map(|(_, public)| STANDARD.encode(public))
             .collect()

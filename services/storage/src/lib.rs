@@ -4,7 +4,8 @@
 //!   layer callers use instead of raw documents; [`page`] is its cursor pagination.
 //! - [`sequence`]: append-only sequences of entries keyed by position, the one way shared state
 //!   changes here (FerretDB makes only unique inserts and deletes by `_id` atomic).
-//! - [`migrate`]: versioned migrations recorded in the database, serialised across replicas by a lease.
+//! - [`migrate`]: versioned migrations recorded in the database, serialised across replicas by a
+//!   [`lease`] (one replica at a time, also for the economy's recovery worker).
 //! - [`cache`], [`presence`], [`rate_limit`], [`pubsub`]: Redis.
 //! - [`search`]: OpenSearch, for player search by name.
 //! - [`backup`]: export every collection to an archive and restore it into an empty database.
@@ -15,6 +16,7 @@
 pub mod backup;
 pub mod cache;
 mod error;
+pub mod lease;
 pub mod migrate;
 pub mod model;
 pub mod mongo;

@@ -16,9 +16,8 @@ use mongodb::Database;
 use mongodb::bson::doc;
 use serde::{Deserialize, Serialize};
 
-use crate::model::Model;
+use crate::lease::Lease;
 use crate::mongo::{Mongo, now_ms, retry};
-use crate::sequence::{Append, Entry, Sequence, entry_id, sequence_index};
 use crate::{Error, Result};
 
 pub type MigrationFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
@@ -37,41 +36,7 @@ pub struct AppliedMigration {
     pub applied_ms: i64,
 }
 
-/// One epoch of the migration lease: who holds it and until when. Taking, renewing and releasing the
-/// lease each append the next epoch (an insert against the unique `_id`, atomic on every store), so of
-/// two replicas taking over an expired lease at once exactly one succeeds, and a holder whose lease was
-/// taken over finds out at its next renewal.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-struct LeaseEpoch {
-    #[serde(rename = "_id")]
-    id: String,
-    key: String,
-    seq: i64,
-    /// Empty once released.
-    holder: String,
-    until_ms: i64,
-}
-
-impl Model for LeaseEpoch {
-    const COLLECTION: &'static str = LOCKS;
-
-    fn indexes() -> Vec<mongodb::IndexModel> {
-        vec![sequence_index()]
-    }
-}
-
-impl Entry for LeaseEpoch {
-    fn key(&self) -> &str {
-        &self.key
-    }
-
-    fn seq(&self) -> i64 {
-        self.seq
-    }
-}
-
 const MIGRATIONS: &str = "flotilla_migrations";
-const LOCKS: &str = "flotilla_locks";
 const LOCK_KEY: &str = "migrations";
 
 pub struct Migrator {
@@ -112,16 +77,16 @@ impl Migrator {
     /// applied by this call (empty when another replica got there first).
     pub async fn run(&self) -> Result<Vec<u32>> {
         self.check_order()?;
-        let mut epoch = self.acquire().await?;
-        let outcome = self.apply_pending(&mut epoch).await;
+        let mut lease = self.acquire().await?;
+        let outcome = self.apply_pending(&mut lease).await;
         // Released even after a failure, so a fixed build can retry at once rather than after expiry.
-        let released = self.release(epoch).await;
+        let released = lease.release().await;
         let applied = outcome?;
         released?;
         Ok(applied)
     }
 
-    async fn apply_pending(&self, epoch: &mut i64) -> Result<Vec<u32>> {
+    async fn apply_pending(&self, lease: &mut Lease) -> Result<Vec<u32>> {
         let done: Vec<u32> = self.applied().await?.into_iter().map(|m| m.version).collect();
         let known = self.migrations.last().map_or(0, |m| m.version);
         if let Some(&found) = done.iter().find(|&&v| v > known) {
@@ -130,7 +95,12 @@ impl Migrator {
         let records = self.database().collection::<AppliedMigration>(MIGRATIONS);
         let mut applied = Vec::new();
         for migration in self.migrations.iter().filter(|m| !done.contains(&m.version)) {
-            *epoch = self.renew(*epoch).await?;
+            if !lease.renew().await? {
+                return Err(Error::MigrationLocked {
+                    holder: "another replica".into(),
+                    until_ms: now_ms(),
+                });
+            }
             tracing::info!(
                 version = migration.version,
                 name = migration.name,
@@ -178,74 +148,22 @@ impl Migrator {
         self.mongo.database()
     }
 
-    fn leases(&self) -> Sequence<LeaseEpoch> {
-        Sequence::new(self.mongo.store())
-    }
-
-    fn epoch(&self, seq: i64, holder: &str, until_ms: i64) -> LeaseEpoch {
-        LeaseEpoch {
-            id: entry_id(LOCK_KEY, seq),
-            key: LOCK_KEY.into(),
-            seq,
-            holder: holder.into(),
-            until_ms,
-        }
-    }
-
-    /// Takes the lease: appends the next epoch when the newest is released, expired, or ours from a
-    /// previous life of this process. Polls while another holder has it. Returns the epoch taken.
-    async fn acquire(&self) -> Result<i64> {
+    /// Takes the lease, polling while another holder has it.
+    async fn acquire(&self) -> Result<Lease> {
         let deadline = tokio::time::Instant::now() + self.wait;
-        let leases = self.leases();
-        leases.store().ensure_indexes().await?;
+        let mut lease = Lease::new(&self.mongo, LOCK_KEY, self.holder.clone(), self.lease);
+        lease.ensure_indexes().await?;
         loop {
-            let now = now_ms();
-            let advanced = leases
-                .advance(LOCK_KEY, 0, |newest| {
-                    let free = newest.is_none_or(|lease| {
-                        lease.holder.is_empty() || lease.until_ms < now || lease.holder == self.holder
-                    });
-                    let next = newest.map_or(1, |lease| lease.seq + 1);
-                    Ok(free.then(|| self.epoch(next, &self.holder, now + self.lease_ms())))
-                })
-                .await?;
-            if advanced.appended
-                && let Some(taken) = advanced.head
-            {
-                return Ok(taken.seq);
-            }
+            let Some(held) = lease.take().await? else {
+                return Ok(lease);
+            };
             if tokio::time::Instant::now() >= deadline {
-                let (holder, until_ms) = advanced
-                    .head
-                    .map_or((String::new(), 0), |l| (l.holder, l.until_ms));
-                return Err(Error::MigrationLocked { holder, until_ms });
+                return Err(Error::MigrationLocked {
+                    holder: held.holder,
+                    until_ms: held.until_ms,
+                });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-
-    /// Extends the lease held at `epoch` by appending the next epoch; returns it. Fails when another
-    /// replica appended it first (it took over an expired lease), so the two never migrate side by side.
-    async fn renew(&self, epoch: i64) -> Result<i64> {
-        let until_ms = now_ms() + self.lease_ms();
-        let next = self.epoch(epoch + 1, &self.holder, until_ms);
-        match self.leases().append(&next).await? {
-            Append::Appended => Ok(next.seq),
-            Append::Taken => Err(Error::MigrationLocked {
-                holder: "another replica".into(),
-                until_ms,
-            }),
-        }
-    }
-
-    /// Releases the lease held at `epoch`; nothing to do when another replica took it over meanwhile.
-    async fn release(&self, epoch: i64) -> Result<()> {
-        // `Taken` needs nothing more: another replica holds it now.
-        self.leases().append(&self.epoch(epoch + 1, "", 0)).await?;
-        Ok(())
-    }
-
-    fn lease_ms(&self) -> i64 {
-        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
     }
 }

@@ -274,14 +274,14 @@ fn check_finished(
                 Holder::Player(_) => {
                     let open = slots.get(slot_ref(&tx.id, index, side, Slot::Open).as_str());
                     let close = slots.get(close.as_str());
-                    match (outcome.committed, open, close) {
-                        (true, Some(Stage::Reserve), Some(Stage::Settle)) => true,
-                        (true, Some(Stage::Hold), Some(Stage::Credit)) => true,
-                        (false, Some(Stage::Void), None) => true,
-                        (false, Some(Stage::Reserve), Some(Stage::Release)) => true,
-                        (false, Some(Stage::Hold), Some(Stage::Unhold)) => true,
-                        _ => false,
-                    }
+                    matches!(
+                        (outcome.committed, open, close),
+                        (true, Some(Stage::Reserve), Some(Stage::Settle))
+                            | (true, Some(Stage::Hold), Some(Stage::Credit))
+                            | (false, Some(Stage::Void), None)
+                            | (false, Some(Stage::Reserve), Some(Stage::Release))
+                            | (false, Some(Stage::Hold), Some(Stage::Unhold))
+                    )
                 }
             };
             if !fine {

@@ -64,6 +64,15 @@ enum Post {
     Filled,
 }
 
+/// One player side of one leg of a transaction: where a posting goes.
+struct At<'a> {
+    tx: &'a Transaction,
+    index: usize,
+    leg: &'a Leg,
+    side: Side,
+    player: &'a str,
+}
+
 /// What opening one side of a leg found.
 enum Opening {
     Opened,
@@ -173,7 +182,14 @@ impl<S: LedgerStore> Ledger<S> {
                 let Some(player) = holder(leg, side).player() else {
                     continue;
                 };
-                match self.open(tx, index, leg, side, player, careful).await? {
+                let at = At {
+                    tx,
+                    index,
+                    leg,
+                    side,
+                    player,
+                };
+                match self.open(&at, careful).await? {
                     Opening::Opened => {
                         opened.insert((index, side));
                     }
@@ -196,21 +212,13 @@ impl<S: LedgerStore> Ledger<S> {
         })
     }
 
-    async fn open(
-        &self,
-        tx: &Transaction,
-        index: usize,
-        leg: &Leg,
-        side: Side,
-        player: &str,
-        careful: bool,
-    ) -> Result<Opening> {
-        let stage = match side {
+    async fn open(&self, at: &At<'_>, careful: bool) -> Result<Opening> {
+        let stage = match at.side {
             Side::Debit => Stage::Reserve,
             Side::Credit => Stage::Hold,
         };
-        let reference = slot_ref(&tx.id, index, side, Slot::Open);
-        let posting = self.post(tx, index, leg, player, stage, &reference).await?;
+        let reference = slot_ref(&at.tx.id, at.index, at.side, Slot::Open);
+        let posting = self.post(at, stage, &reference).await?;
         let filled = match posting {
             Post::Posted(posting) => posting,
             Post::Refused(reason) => match careful {
@@ -274,16 +282,15 @@ impl<S: LedgerStore> Ledger<S> {
                     }
                     Holder::System(_) => {}
                     Holder::Player(player) => {
-                        self.close(
+                        let at = At {
                             tx,
                             index,
                             leg,
                             side,
                             player,
-                            outcome.committed,
-                            opened.contains(&(index, side)),
-                        )
-                        .await?;
+                        };
+                        self.close(&at, outcome.committed, opened.contains(&(index, side)))
+                            .await?;
                     }
                 }
             }
@@ -291,20 +298,11 @@ impl<S: LedgerStore> Ledger<S> {
         Ok(())
     }
 
-    async fn close(
-        &self,
-        tx: &Transaction,
-        index: usize,
-        leg: &Leg,
-        side: Side,
-        player: &str,
-        committed: bool,
-        opened_here: bool,
-    ) -> Result<()> {
+    async fn close(&self, at: &At<'_>, committed: bool, opened_here: bool) -> Result<()> {
         if !committed && !opened_here {
             // Fill the opening slot with a tombstone unless a real opening is there to undo.
-            let reference = slot_ref(&tx.id, index, side, Slot::Open);
-            let filled = match self.post(tx, index, leg, player, Stage::Void, &reference).await? {
+            let reference = slot_ref(&at.tx.id, at.index, at.side, Slot::Open);
+            let filled = match self.post(at, Stage::Void, &reference).await? {
                 Post::Posted(posting) => posting,
                 Post::Filled => self.filling(&reference).await?,
                 Post::Refused(reason) => return Err(Error::Invariant(reason)),
@@ -313,14 +311,14 @@ impl<S: LedgerStore> Ledger<S> {
                 return Ok(());
             }
         }
-        let stage = match (committed, side) {
+        let stage = match (committed, at.side) {
             (true, Side::Debit) => Stage::Settle,
             (true, Side::Credit) => Stage::Credit,
             (false, Side::Debit) => Stage::Release,
             (false, Side::Credit) => Stage::Unhold,
         };
-        let reference = slot_ref(&tx.id, index, side, Slot::Close);
-        match self.post(tx, index, leg, player, stage, &reference).await? {
+        let reference = slot_ref(&at.tx.id, at.index, at.side, Slot::Close);
+        match self.post(at, stage, &reference).await? {
             Post::Posted(_) | Post::Filled => Ok(()),
             Post::Refused(reason) => Err(Error::Invariant(reason)),
         }
@@ -350,15 +348,14 @@ impl<S: LedgerStore> Ledger<S> {
     /// Appends a posting of `stage` for `leg` to the player's account, filling `reference`, decided
     /// from the account's head; when another writer took the position, decides again on the newer
     /// head.
-    async fn post(
-        &self,
-        tx: &Transaction,
-        index: usize,
-        leg: &Leg,
-        player: &str,
-        stage: Stage,
-        reference: &str,
-    ) -> Result<Post> {
+    async fn post(&self, at: &At<'_>, stage: Stage, reference: &str) -> Result<Post> {
+        let At {
+            tx,
+            index,
+            leg,
+            player,
+            ..
+        } = *at;
         let key = account_key(player, &leg.asset);
         let (mut head, mut fresh) = match self.remembered(&key) {
             Some(head) => (Some(head), false),

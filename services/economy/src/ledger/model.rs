@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// are ordered ([`Posting`]s in a sequence per account). System accounts (`mint`, `sink`, `store`)
 /// only count what flowed through them: their changes need no order and are recorded as
 /// [`Flow`]s, so a hot system account is never a single-writer bottleneck.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", content = "id", rename_all = "camelCase")]
 pub enum Holder {
     Player(String),

@@ -66,6 +66,11 @@ impl MongoLedger {
         Ok(())
     }
 
+    /// The outcomes of these transactions (undecided ones are missing).
+    pub async fn outcomes(&self, ids: &[&str]) -> Result<Vec<Outcome>> {
+        Ok(self.outcomes.get_many(ids).await?)
+    }
+
     /// Everything stored, read in the order [`Books`] needs while writers run. Whole collections:
     /// the audit's cost grows with the ledger (see `docs/economy.md`).
     pub async fn books(&self) -> Result<Books> {

@@ -1,0 +1,113 @@
+//! Who is calling: a player with the player service's access token ([`PlayerCaller`]), a game
+//! server or back-end with the service key ([`ServiceCaller`]), or an admin ([`AdminCaller`]).
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use redis::AsyncCommands;
+
+use crate::state::{AppState, Shared};
+use crate::{Error, Result};
+
+/// A signed-in player. Tokens are verified here with the player service's public keys; a session
+/// the player service revoked (sign-out, ban, deleted account) is refused as it is there.
+#[derive(Clone, Debug)]
+pub struct PlayerCaller {
+    pub player: String,
+}
+
+impl FromRequestParts<Shared> for PlayerCaller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self> {
+        let token = bearer(parts).ok_or(Error::Unauthenticated(
+            "send Authorization: Bearer <access token>",
+        ))?;
+        authenticate(state, token).await
+    }
+}
+
+async fn authenticate(state: &AppState, token: &str) -> Result<PlayerCaller> {
+    let now = flotilla_storage::mongo::now_ms() / 1000;
+    let claims = state.verifier().verify(token, now).map_err(|error| match error {
+        flotilla_player::Error::Unauthenticated(reason) => Error::Unauthenticated(reason),
+        _ => Error::Unauthenticated("access token is invalid"),
+    })?;
+    let mut redis = state.redis.clone();
+    let revoked: bool = redis
+        .exists(format!("{}:revoked:{}", state.namespace, claims.sid))
+        .await
+        .map_err(flotilla_storage::Error::from)?;
+    if revoked {
+        return Err(Error::Unauthenticated("session was signed out or revoked"));
+    }
+    Ok(PlayerCaller { player: claims.sub })
+}
+
+/// A game server or studio back-end, from `Authorization: Bearer <service key>`.
+pub struct ServiceCaller;
+
+impl FromRequestParts<Shared> for ServiceCaller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self> {
+        let key = bearer(parts).ok_or(Error::Unauthenticated("send Authorization: Bearer <service key>"))?;
+        match state.keys.service.matches(key) || state.keys.admin.matches(key) {
+            true => Ok(ServiceCaller),
+            false => Err(Error::Unauthenticated("service key is invalid")),
+        }
+    }
+}
+
+/// An operator, from `Authorization: Bearer <admin key>`.
+pub struct AdminCaller;
+
+impl FromRequestParts<Shared> for AdminCaller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self> {
+        let key = bearer(parts).ok_or(Error::Unauthenticated("send Authorization: Bearer <admin key>"))?;
+        match state.keys.admin.matches(key) {
+            true => Ok(AdminCaller),
+            false => Err(Error::Unauthenticated("admin key is invalid")),
+        }
+    }
+}
+
+/// A shared secret, kept as its HMAC tag under a per-process key: presented keys are checked with
+/// `ring::hmac::verify`, which compares in constant time.
+pub struct SecretKey {
+    key: ring::hmac::Key,
+    tag: ring::hmac::Tag,
+}
+
+impl SecretKey {
+    pub fn new(secret: &str, what: &str) -> Result<Self> {
+        if secret.len() < 16 {
+            return Err(Error::Config(format!(
+                "the {what} must be at least 16 characters"
+            )));
+        }
+        let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+            .map_err(|_| Error::Config("no randomness".into()))?;
+        let tag = ring::hmac::sign(&key, secret.as_bytes());
+        Ok(Self { key, tag })
+    }
+
+    pub fn matches(&self, presented: &str) -> bool {
+        ring::hmac::verify(&self.key, presented.as_bytes(), self.tag.as_ref()).is_ok()
+    }
+}
+
+pub struct Keys {
+    pub service: SecretKey,
+    pub admin: SecretKey,
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}

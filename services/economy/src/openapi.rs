@@ -1,0 +1,224 @@
+//! The OpenAPI 3.1 document, served at `/v1/openapi.json`. Request and answer schemas are generated
+//! from the Rust types, so the document cannot drift from what the handlers accept; a test checks
+//! that every route is documented and every documented route exists.
+
+use axum::routing::get;
+use axum::{Json, Router};
+use schemars::generate::SchemaSettings;
+use serde_json::{Value, json};
+
+use crate::state::Shared;
+use crate::{admin, catalog, transactions, wallet};
+
+pub fn routes() -> Router<Shared> {
+    Router::new().route("/v1/openapi.json", get(|| async { Json(document()) }))
+}
+
+/// `T`'s schema, its own types referenced under `#/components/schemas/`.
+fn schema<T: schemars::JsonSchema>() -> Value {
+    let generator = SchemaSettings::draft2020_12()
+        .with(|settings| settings.definitions_path = "/components/schemas".into())
+        .into_generator();
+    let mut schema = serde_json::to_value(generator.into_root_schema_for::<T>()).unwrap_or_default();
+    if let Some(object) = schema.as_object_mut() {
+        object.remove("components");
+    }
+    schema
+}
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn error(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": reference("Error")}}})
+}
+
+/// One operation: `auth` is "player", "service", "admin" or "none"; `body` a schema name or "".
+fn op(summary: &str, auth: &str, body: &str, answer: &str) -> Value {
+    let mut operation = json!({
+        "summary": summary,
+        "responses": {
+            "200": {"description": "success", "content": {"application/json": {"schema": reference(answer)}}},
+            "400": error("bad input; `field` names it"),
+            "401": error("missing, invalid, expired or revoked credential"),
+            "404": error("unknown offer, item or currency"),
+            "503": error("storage is unavailable; retry (writes: with the same Idempotency-Key)"),
+        },
+    });
+    if auth != "none" {
+        operation["security"] = json!([{auth: []}]);
+    }
+    if !body.is_empty() {
+        operation["requestBody"] =
+            json!({"required": true, "content": {"application/json": {"schema": reference(body)}}});
+    }
+    operation
+}
+
+/// A write: takes an `Idempotency-Key`, and may be refused (422) or find its key reused (409).
+fn write(summary: &str, auth: &str, body: &str) -> Value {
+    let mut operation = op(summary, auth, body, "Transaction");
+    operation["parameters"] = json!([{
+        "name": "Idempotency-Key", "in": "header", "required": true,
+        "description": "the same key and body answer the stored result; bound for as long as the ledger is kept",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_.:-]+$"},
+    }]);
+    operation["responses"]["409"] = error("this idempotency key was used for a different request");
+    operation["responses"]["422"] =
+        error("refused (not enough funds, a limit); the same answer on every retry");
+    operation
+}
+
+fn with_parameters(mut operation: Value, parameters: Value) -> Value {
+    operation["parameters"] = parameters;
+    operation
+}
+
+fn history_parameters(with_player: bool) -> Value {
+    let mut parameters = vec![];
+    if with_player {
+        parameters
+            .push(json!({"name": "player", "in": "path", "required": true, "schema": {"type": "string"}}));
+    }
+    let query =
+        |name: &str, schema: Value| json!({"name": name, "in": "query", "required": false, "schema": schema});
+    parameters.push(query(
+        "kind",
+        json!({"type": "string", "enum": ["grant", "purchase", "consume", "gift"]}),
+    ));
+    parameters.push(query("sinceMs", json!({"type": "integer"})));
+    parameters.push(query("untilMs", json!({"type": "integer"})));
+    parameters.push(query(
+        "limit",
+        json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}),
+    ));
+    parameters.push(query("cursor", json!({"type": "string"})));
+    json!(parameters)
+}
+
+pub fn document() -> Value {
+    let player_path =
+        json!([{"name": "player", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Flotilla economy service", "version": env!("CARGO_PKG_VERSION")},
+        "paths": {
+            "/v1/catalog": {"get": op("The catalog in use: currencies, items, offers", "none", "", "Catalog")},
+            "/v1/wallet": {"get": op("The caller's balances of every currency and item", "player", "", "Wallet")},
+            "/v1/players/{player}/wallet": {"get": with_parameters(op("A player's balances", "service", "", "Wallet"), player_path.clone())},
+            "/v1/purchases": {"post": write("Buy a store offer: its cost leaves, its reward arrives, or neither", "player", "PurchaseRequest")},
+            "/v1/consumptions": {"post": write("Use up a consumable item", "player", "ConsumeRequest")},
+            "/v1/gifts": {"post": write("Give a transferable currency or tradeable item to another player", "player", "GiftRequest")},
+            "/v1/grants": {"post": write("Grant currencies and items to a player (rewards)", "service", "GrantRequest")},
+            "/v1/transactions": {"get": with_parameters(op("The caller's transactions, newest first", "player", "", "TransactionPage"), history_parameters(false))},
+            "/v1/players/{player}/transactions": {"get": with_parameters(op("A player's transactions, newest first", "service", "", "TransactionPage"), history_parameters(true))},
+            "/v1/admin/audit": {"post": op("Recompute the books from every record", "admin", "", "Audit")},
+            "/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "the OpenAPI document"}}}},
+        },
+        "components": {
+            "securitySchemes": {
+                "player": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "the player service's access token"},
+                "service": {"type": "http", "scheme": "bearer", "description": "the service key (or the admin key)"},
+                "admin": {"type": "http", "scheme": "bearer", "description": "the admin key"},
+            },
+            "schemas": schemas(),
+        },
+    })
+}
+
+fn schemas() -> Value {
+    let mut schemas = serde_json::Map::new();
+    let entries = [
+        ("Catalog", schema::<catalog::Catalog>()),
+        ("Wallet", schema::<wallet::Wallet>()),
+        ("PurchaseRequest", schema::<transactions::PurchaseRequest>()),
+        ("ConsumeRequest", schema::<transactions::ConsumeRequest>()),
+        ("GiftRequest", schema::<transactions::GiftRequest>()),
+        ("GrantRequest", schema::<transactions::GrantRequest>()),
+        ("Transaction", schema::<transactions::TransactionView>()),
+        ("Audit", schema::<admin::AuditAnswer>()),
+    ];
+    for (name, schema) in entries {
+        schemas.insert(name.to_owned(), schema);
+    }
+    // The types the schemas above refer to, registered under their own names.
+    let generator = SchemaSettings::draft2020_12()
+        .with(|settings| settings.definitions_path = "/components/schemas".into())
+        .into_generator();
+    let mut generator = generator;
+    generator.subschema_for::<catalog::Catalog>();
+    generator.subschema_for::<wallet::Wallet>();
+    generator.subschema_for::<transactions::TransactionView>();
+    generator.subschema_for::<admin::AuditAnswer>();
+    for (name, schema) in generator.take_definitions(true) {
+        schemas.entry(name).or_insert(schema);
+    }
+    schemas.insert(
+        "TransactionPage".into(),
+        json!({"type": "object", "required": ["items"], "properties": {
+            "items": {"type": "array", "items": reference("Transaction")},
+            "nextCursor": {"type": "string", "description": "pass back for the next page; absent on the last"},
+        }}),
+    );
+    schemas.insert(
+        "Error".into(),
+        json!({"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
+        }}}),
+    );
+    Value::Object(schemas)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SOURCES: [&str; 5] = [
+        include_str!("wallet.rs"),
+        include_str!("transactions.rs"),
+        include_str!("admin.rs"),
+        include_str!("openapi.rs"),
+        include_str!("lib.rs"),
+    ];
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_route_exists() {
+        let document = document();
+        let mut routed = Vec::new();
+        for source in SOURCES {
+            for route in source.split(".route(\"").skip(1) {
+                let path = route.split('"').next().unwrap_or_default().to_owned();
+                let method = route
+                    .split(", ")
+                    .nth(1)
+                    .and_then(|m| m.split('(').next())
+                    .unwrap_or_default();
+                if path.starts_with("/v1/") {
+                    assert!(
+                        document["paths"][&path][method].is_object(),
+                        "{method} {path} is not documented"
+                    );
+                    routed.push(path);
+                }
+            }
+        }
+        for path in document["paths"].as_object().expect("paths").keys() {
+            assert!(routed.contains(path), "{path} is documented but not routed");
+        }
+    }
+
+    #[test]
+    fn every_reference_names_a_registered_schema() {
+        let document = document();
+        let text = document.to_string();
+        for target in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = target.split('"').next().unwrap_or_default();
+            assert!(
+                document["components"]["schemas"][name].is_object(),
+                "{name} is referenced but not registered"
+            );
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! What every request handler shares: the ledger, the catalog in use, the keys that identify
+//! callers, and the metrics.
+
+use std::sync::{Arc, RwLock};
+
+use flotilla_player::tokens::Verifier;
+use flotilla_storage::mongo::Mongo;
+
+use crate::caller::Keys;
+use crate::catalog::Catalog;
+use crate::ledger::engine::Ledger;
+use crate::ledger::mongo::MongoLedger;
+use crate::metrics::Metrics;
+
+pub type Shared = Arc<AppState>;
+
+pub struct AppState {
+    pub ledger: Ledger<MongoLedger>,
+    pub mongo: Mongo,
+    pub redis: redis::aio::ConnectionManager,
+    /// The player service's namespace in Redis (revoked sessions).
+    pub namespace: String,
+    pub keys: Keys,
+    pub metrics: Metrics,
+    catalog: RwLock<Arc<Catalog>>,
+    verifier: RwLock<Arc<Verifier>>,
+}
+
+impl AppState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        ledger: Ledger<MongoLedger>,
+        mongo: Mongo,
+        redis: redis::aio::ConnectionManager,
+        namespace: String,
+        keys: Keys,
+        metrics: Metrics,
+        catalog: Catalog,
+        verifier: Verifier,
+    ) -> Self {
+        metrics.catalog_version.set(catalog.version as i64);
+        Self {
+            ledger,
+            mongo,
+            redis,
+            namespace,
+            keys,
+            metrics,
+            catalog: RwLock::new(Arc::new(catalog)),
+            verifier: RwLock::new(Arc::new(verifier)),
+        }
+    }
+
+    /// The catalog in use. A request keeps the one it started with, whatever reloads meanwhile.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn set_catalog(&self, catalog: Catalog) {
+        self.metrics.catalog_version.set(catalog.version as i64);
+        *self
+            .catalog
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(catalog);
+    }
+
+    pub fn verifier(&self) -> Arc<Verifier> {
+        self.verifier
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn set_verifier(&self, verifier: Verifier) {
+        *self
+            .verifier
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(verifier);
+    }
+}

@@ -1,0 +1,434 @@
+//! The writes that move value — store purchases, consumption, gifts between players, grants from
+//! game servers — and a player's history. Each write is one ledger transaction under the caller's
+//! `Idempotency-Key`: sent again with the same body it answers the stored result and changes
+//! nothing; with another body it is 409.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use flotilla_storage::page::{Page, PageRequest, SortKey};
+use mongodb::bson::doc;
+use serde::{Deserialize, Serialize};
+
+use crate::caller::{PlayerCaller, ServiceCaller};
+use crate::catalog::{Catalog, MAX_AMOUNT, currency_asset, item_asset, offer_asset};
+use crate::extract::{IdempotencyKey, JsonBody, QueryParams};
+use crate::ledger::model::{Holder, Leg, Outcome, Transaction};
+use crate::metrics::TransactionLabels;
+use crate::state::Shared;
+use crate::{Error, Result};
+
+/// Where bought goods' prices go, where rewards come from, where consumed items go.
+pub const STORE: &str = "store";
+pub const MINT: &str = "mint";
+pub const SINK: &str = "sink";
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/purchases", post(purchase))
+        .route("/v1/consumptions", post(consume))
+        .route("/v1/gifts", post(gift))
+        .route("/v1/grants", post(grant))
+        .route("/v1/transactions", get(own_history))
+        .route("/v1/players/{player}/transactions", get(player_history))
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PurchaseRequest {
+    /// The offer's id in the catalog.
+    pub offer: String,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConsumeRequest {
+    pub item: String,
+    pub amount: i64,
+}
+
+/// A gift of one currency or one item; exactly one of `currency` and `item`.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GiftRequest {
+    pub to: String,
+    pub currency: Option<String>,
+    pub item: Option<String>,
+    pub amount: i64,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrantRequest {
+    pub player: String,
+    #[serde(default)]
+    pub currencies: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub items: BTreeMap<String, i64>,
+    /// Why (a match reward, a compensation): shown in history. Up to 200 characters.
+    pub reason: String,
+}
+
+/// A transaction as clients see it.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionView {
+    pub id: String,
+    pub kind: String,
+    pub memo: String,
+    /// `committed`, `voided`, or `pending` while it is being decided.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub legs: Vec<LegView>,
+    pub at_ms: i64,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LegView {
+    pub asset: String,
+    pub amount: i64,
+    pub from: Holder,
+    pub to: Holder,
+}
+
+impl TransactionView {
+    pub fn new(tx: &Transaction, outcome: Option<&Outcome>) -> Self {
+        let state = match outcome {
+            Some(outcome) if outcome.committed => "committed",
+            Some(_) => "voided",
+            None => "pending",
+        };
+        Self {
+            id: tx.id.clone(),
+            kind: tx.kind.clone(),
+            memo: tx.memo.clone(),
+            state,
+            reason: outcome.and_then(|o| o.reason.clone()),
+            legs: tx
+                .legs
+                .iter()
+                .map(|leg| LegView {
+                    asset: leg.asset.clone(),
+                    amount: leg.amount,
+                    from: leg.from.clone(),
+                    to: leg.to.clone(),
+                })
+                .collect(),
+            at_ms: tx.at_ms,
+        }
+    }
+}
+
+/// Whether `id` may be a player id: what the player service issues, `[A-Za-z0-9_-]{1,64}`.
+pub fn valid_player(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn check_amount(field: &'static str, amount: i64) -> Result<()> {
+    match (1..=MAX_AMOUNT).contains(&amount) {
+        true => Ok(()),
+        false => Err(Error::bad(field, format!("must be between 1 and {MAX_AMOUNT}"))),
+    }
+}
+
+/// A leg crediting `player` with `amount` of `asset` out of system account `from`.
+fn credit(catalog: &Catalog, from: &str, player: &str, asset: String, amount: i64) -> Result<Leg> {
+    let limit = catalog
+        .limit(&asset)
+        .ok_or_else(|| Error::bad("asset", format!("{asset} is not in the catalog")))?;
+    Ok(Leg {
+        asset,
+        amount,
+        from: Holder::System(from.into()),
+        to: Holder::Player(player.into()),
+        limit,
+    })
+}
+
+fn debit(player: &str, to: &str, asset: String, amount: i64) -> Leg {
+    Leg {
+        asset,
+        amount,
+        from: Holder::Player(player.into()),
+        to: Holder::System(to.into()),
+        limit: i64::MAX,
+    }
+}
+
+async fn purchase(
+    State(state): State<Shared>,
+    caller: PlayerCaller,
+    IdempotencyKey(key): IdempotencyKey,
+    JsonBody(request): JsonBody<PurchaseRequest>,
+) -> Result<Json<TransactionView>> {
+    let catalog = state.catalog();
+    let offer = catalog.offer(&request.offer).ok_or(Error::NotFound("offer"))?;
+    let now = state.ledger.now_ms();
+    if offer.available_from_ms.is_some_and(|from| now < from)
+        || offer.available_until_ms.is_some_and(|until| now >= until)
+    {
+        return Err(Error::bad("offer", "this offer is not available now"));
+    }
+    let player = caller.player.as_str();
+    let mut legs: Vec<Leg> = offer
+        .cost
+        .assets()
+        .map(|(asset, amount)| debit(player, STORE, asset, amount))
+        .collect();
+    for (asset, amount) in offer.reward.assets() {
+        legs.push(credit(&catalog, MINT, player, asset, amount)?);
+    }
+    if offer.purchase_limit.is_some() {
+        // The purchase count is an account too: its limit holds as every other one does.
+        legs.push(credit(&catalog, MINT, player, offer_asset(&offer.id), 1)?);
+    }
+    let memo = format!("offer {} (catalog v{})", offer.id, catalog.version);
+    submit(&state, player, &key, "purchase", memo, &request, legs).await
+}
+
+async fn consume(
+    State(state): State<Shared>,
+    caller: PlayerCaller,
+    IdempotencyKey(key): IdempotencyKey,
+    JsonBody(request): JsonBody<ConsumeRequest>,
+) -> Result<Json<TransactionView>> {
+    check_amount("amount", request.amount)?;
+    let catalog = state.catalog();
+    let item = catalog.item(&request.item).ok_or(Error::NotFound("item"))?;
+    if !item.consumable {
+        return Err(Error::bad("item", format!("{} is not consumable", item.id)));
+    }
+    let legs = vec![debit(&caller.player, SINK, item_asset(&item.id), request.amount)];
+    submit(
+        &state,
+        &caller.player,
+        &key,
+        "consume",
+        String::new(),
+        &request,
+        legs,
+    )
+    .await
+}
+
+async fn gift(
+    State(state): State<Shared>,
+    caller: PlayerCaller,
+    IdempotencyKey(key): IdempotencyKey,
+    JsonBody(request): JsonBody<GiftRequest>,
+) -> Result<Json<TransactionView>> {
+    check_amount("amount", request.amount)?;
+    if !valid_player(&request.to) {
+        return Err(Error::bad("to", "is not a player id"));
+    }
+    if request.to == caller.player {
+        return Err(Error::bad("to", "a gift goes to another player"));
+    }
+    let catalog = state.catalog();
+    let asset = match (&request.currency, &request.item) {
+        (Some(code), None) => {
+            let currency = catalog.currency(code).ok_or(Error::NotFound("currency"))?;
+            if !currency.transferable {
+                return Err(Error::bad("currency", format!("{code} cannot be gifted")));
+            }
+            currency_asset(code)
+        }
+        (None, Some(id)) => {
+            let item = catalog.item(id).ok_or(Error::NotFound("item"))?;
+            if !item.tradeable {
+                return Err(Error::bad("item", format!("{id} cannot be gifted")));
+            }
+            item_asset(id)
+        }
+        _ => return Err(Error::bad("currency", "name exactly one of currency and item")),
+    };
+    let limit = catalog.limit(&asset).unwrap_or(0);
+    let legs = vec![Leg {
+        asset,
+        amount: request.amount,
+        from: Holder::Player(caller.player.clone()),
+        to: Holder::Player(request.to.clone()),
+        limit,
+    }];
+    let memo = format!("gift to {}", request.to);
+    submit(&state, &caller.player, &key, "gift", memo, &request, legs).await
+}
+
+async fn grant(
+    State(state): State<Shared>,
+    _: ServiceCaller,
+    IdempotencyKey(key): IdempotencyKey,
+    JsonBody(request): JsonBody<GrantRequest>,
+) -> Result<Json<TransactionView>> {
+    if !valid_player(&request.player) {
+        return Err(Error::bad("player", "is not a player id"));
+    }
+    if request.reason.chars().count() > 200 {
+        return Err(Error::bad("reason", "is longer than 200 characters"));
+    }
+    if request.currencies.is_empty() && request.items.is_empty() {
+        return Err(Error::bad(
+            "currencies",
+            "a grant gives at least one currency or item",
+        ));
+    }
+    let catalog = state.catalog();
+    let mut legs = Vec::new();
+    for (code, amount) in &request.currencies {
+        check_amount("currencies", *amount)?;
+        catalog.currency(code).ok_or(Error::NotFound("currency"))?;
+        legs.push(credit(
+            &catalog,
+            MINT,
+            &request.player,
+            currency_asset(code),
+            *amount,
+        )?);
+    }
+    for (id, amount) in &request.items {
+        check_amount("items", *amount)?;
+        catalog.item(id).ok_or(Error::NotFound("item"))?;
+        legs.push(credit(&catalog, MINT, &request.player, item_asset(id), *amount)?);
+    }
+    submit(
+        &state,
+        "service",
+        &key,
+        "grant",
+        request.reason.clone(),
+        &request,
+        legs,
+    )
+    .await
+}
+
+/// Records and drives the transaction; a voided one is answered 422 with its reason, every time.
+async fn submit<B: Serialize>(
+    state: &Shared,
+    caller: &str,
+    key: &str,
+    kind: &'static str,
+    memo: String,
+    request: &B,
+    legs: Vec<Leg>,
+) -> Result<Json<TransactionView>> {
+    let body = serde_json::to_vec(request).map_err(|e| Error::Invariant(e.to_string()))?;
+    let mut players: Vec<String> = legs
+        .iter()
+        .flat_map(|leg| [leg.from.player(), leg.to.player()])
+        .flatten()
+        .map(str::to_owned)
+        .collect();
+    players.sort();
+    players.dedup();
+    let tx = Transaction {
+        id: Transaction::id_for(caller, key),
+        request_hash: request_hash(kind, &body),
+        kind: kind.to_owned(),
+        memo,
+        legs,
+        players,
+        at_ms: state.ledger.now_ms(),
+        finished: false,
+    };
+    let settled = state.ledger.submit(tx).await?;
+    let outcome = if settled.outcome.committed {
+        "committed"
+    } else {
+        "voided"
+    };
+    state
+        .metrics
+        .transactions
+        .get_or_create(&TransactionLabels { kind, outcome })
+        .inc();
+    if !settled.outcome.committed {
+        return Err(Error::Refused(
+            settled.outcome.reason.unwrap_or_else(|| "voided".into()),
+        ));
+    }
+    Ok(Json(TransactionView::new(&settled.tx, Some(&settled.outcome))))
+}
+
+/// SHA-256 of the route's kind and the request body: what an idempotency key is bound to.
+fn request_hash(kind: &str, body: &[u8]) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(kind.as_bytes());
+    context.update(b"\n");
+    context.update(body);
+    URL_SAFE_NO_PAD.encode(context.finish())
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HistoryQuery {
+    pub kind: Option<String>,
+    /// From this time (inclusive), milliseconds since the epoch.
+    pub since_ms: Option<i64>,
+    /// Until this time (exclusive).
+    pub until_ms: Option<i64>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+async fn own_history(
+    State(state): State<Shared>,
+    caller: PlayerCaller,
+    QueryParams(query): QueryParams<HistoryQuery>,
+) -> Result<Json<Page<TransactionView>>> {
+    history(&state, &caller.player, query).await
+}
+
+async fn player_history(
+    State(state): State<Shared>,
+    _: ServiceCaller,
+    Path(player): Path<String>,
+    QueryParams(query): QueryParams<HistoryQuery>,
+) -> Result<Json<Page<TransactionView>>> {
+    if !valid_player(&player) {
+        return Err(Error::bad("player", "is not a player id"));
+    }
+    history(&state, &player, query).await
+}
+
+/// A player's transactions, newest first, in pages.
+async fn history(state: &Shared, player: &str, query: HistoryQuery) -> Result<Json<Page<TransactionView>>> {
+    let mut filter = doc! {"players": player};
+    if let Some(kind) = query.kind {
+        if !["grant", "purchase", "consume", "gift"].contains(&kind.as_str()) {
+            return Err(Error::bad("kind", "is one of grant, purchase, consume, gift"));
+        }
+        filter.insert("kind", kind);
+    }
+    let mut at = doc! {};
+    if let Some(since) = query.since_ms {
+        at.insert("$gte", since);
+    }
+    if let Some(until) = query.until_ms {
+        at.insert("$lt", until);
+    }
+    if !at.is_empty() {
+        filter.insert("at_ms", at);
+    }
+    let request = PageRequest::new(query.limit, query.cursor);
+    let store = state.ledger.store();
+    let page = store
+        .transactions
+        .page(filter, SortKey::descending("at_ms"), &request)
+        .await?;
+    let ids: Vec<&str> = page.items.iter().map(|tx| tx.id.as_str()).collect();
+    let outcomes = store.outcomes(&ids).await?;
+    Ok(Json(page.map(|tx| {
+        let outcome = outcomes.iter().find(|o| o.tx == tx.id);
+        TransactionView::new(&tx, outcome)
+    })))
+}

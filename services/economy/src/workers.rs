@@ -1,0 +1,129 @@
+//! Background work: the recovery worker and the continuous audit (on one replica at a time, by
+//! lease), catalog reloads and the player service's key refresh (on every replica).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use flotilla_player::tokens::Verifier;
+use flotilla_storage::lease::Lease;
+
+use crate::catalog::Catalog;
+use crate::ledger::audit::{Report, audit};
+use crate::state::Shared;
+use crate::{Error, Result};
+
+/// Completes or voids transactions left unfinished for `grace` (a crashed replica, a lost
+/// connection), and audits the books every `audit_every`; only while this replica holds the lease.
+pub async fn recover_and_audit(
+    state: Shared,
+    mut lease: Lease,
+    every: Duration,
+    grace: Duration,
+    audit_every: Option<Duration>,
+) {
+    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    let mut last_audit: Option<Instant> = None;
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        match lease.keep().await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(error) => {
+                tracing::warn!(%error, "recovery lease unavailable");
+                continue;
+            }
+        }
+        let before = state.ledger.now_ms() - grace_ms;
+        match state.ledger.recover(before, 500).await {
+            Ok(0) => {}
+            Ok(recovered) => {
+                tracing::info!(recovered, "finished transactions left open");
+                state.metrics.recovered.inc_by(recovered as u64);
+            }
+            Err(error) => tracing::warn!(%error, "recovery round failed"),
+        }
+        if let Some(period) = audit_every
+            && last_audit.is_none_or(|at| at.elapsed() >= period)
+        {
+            last_audit = Some(Instant::now());
+            if let Err(error) = run_audit(&state).await {
+                tracing::warn!(%error, "audit failed");
+            }
+        }
+    }
+}
+
+/// Recomputes the books and publishes the result as metrics.
+pub async fn run_audit(state: &Shared) -> Result<Report> {
+    let started = Instant::now();
+    let books = state.ledger.store().books().await?;
+    let report = audit(&books);
+    let metrics = &state.metrics;
+    metrics.audit_drift.set(report.drift);
+    metrics.audit_violations.set(report.violations.len() as i64);
+    metrics.audit_unfinished.set(report.unfinished as i64);
+    metrics.audit_seconds.set(started.elapsed().as_secs_f64());
+    for violation in report.violations.iter().take(20) {
+        tracing::error!(violation, "ledger audit");
+    }
+    Ok(report)
+}
+
+/// Re-reads the catalog document when it changes (a ConfigMap update); a document that fails
+/// validation is logged and counted, and the running catalog stays.
+pub async fn reload_catalog(state: Shared, path: PathBuf, every: Duration) {
+    let mut loaded = std::fs::read_to_string(&path).ok();
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if loaded.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        match Catalog::parse(&text) {
+            Ok(catalog) => {
+                tracing::info!(version = catalog.version, "catalog reloaded");
+                state.set_catalog(catalog);
+            }
+            Err(error) => {
+                tracing::error!(%error, "catalog refused; the running one stays");
+                state.metrics.catalog_refused.inc();
+            }
+        }
+        loaded = Some(text);
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct KeysAnswer {
+    keys: Vec<String>,
+}
+
+/// The player service's token verification keys, from `GET {player_url}/v1/auth/keys`.
+pub async fn fetch_keys(client: &reqwest::Client, player_url: &str) -> Result<Verifier> {
+    let url = format!("{}/v1/auth/keys", player_url.trim_end_matches('/'));
+    let fetch = async {
+        let answer = client.get(&url).send().await?.error_for_status()?;
+        answer.json::<KeysAnswer>().await
+    };
+    let answer = fetch
+        .await
+        .map_err(|error| Error::Config(format!("fetching player token keys from {url}: {error}")))?;
+    Verifier::from_public_keys(&answer.keys).map_err(|error| Error::Config(error.to_string()))
+}
+
+/// Fetches the keys again every `every`, so a key the player service rotates in is accepted here.
+pub async fn refresh_keys(state: Shared, client: reqwest::Client, player_url: String, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        match fetch_keys(&client, &player_url).await {
+            Ok(verifier) => state.set_verifier(verifier),
+            Err(error) => tracing::warn!(%error, "keeping the current player token keys"),
+        }
+    }
+}
