@@ -13,6 +13,7 @@
 #   FLOTILLA_MONGO_URL=mongodb://HOST:PORT/
 #   FLOTILLA_REDIS_URL=redis://HOST:PORT/
 #   FLOTILLA_OPENSEARCH_URL=http://HOST:PORT
+#   FLOTILLA_STORAGE_DIR=DIR       (the economy's crash test restarts FerretDB from its pid file)
 #
 # (use it with: set -a; source DIR/env; set +a). On a failure it prints the tail of the failing
 # server's log, stops what it started and exits non-zero. Stop with e2e/storage/down.sh --dir DIR.
@@ -172,6 +173,7 @@ cat > "$dir/env" <<ENV
 FLOTILLA_MONGO_URL=mongodb://$host:$mongo_port/
 FLOTILLA_REDIS_URL=redis://$host:$redis_port/
 FLOTILLA_OPENSEARCH_URL=http://$host:$os_port
+FLOTILLA_STORAGE_DIR=$dir
 ENV
 up=1
 log "up in $(python3 -c "print(f'{$(date +%s.%N) - $started_at:.1f}')")s: mongodb://$host:$mongo_port/ (FerretDB)," \

@@ -268,3 +268,134 @@ impl Replica {
         report
     }
 }
+
+/// What a writer was told about one request: the transaction's id and whether it was committed
+/// (200) or refused (422). Requests answered otherwise (given up on) may have taken effect or not.
+#[derive(Clone, Debug)]
+pub struct Ack {
+    pub tx: String,
+    pub committed: bool,
+}
+
+/// The conservation tests' players.
+pub fn players(count: usize, run: &str) -> Vec<String> {
+    (0..count).map(|i| format!("{run}p{i}")).collect()
+}
+
+/// One of 64 writers: random grants, gifts, purchases and consumption against `base` until
+/// `deadline`, retrying a request with its idempotency key while the service or store is down
+/// (connection refused, 503), as a client should. Sometimes sends a request twice on purpose.
+pub async fn writer(base: String, writer: usize, players: Vec<String>, deadline: std::time::Instant) -> Vec<Ack> {
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let mut rng = flotilla_economy::ledger::memory::Rng::new(writer as u64 * 7919 + 1);
+    let mut acks = Vec::new();
+    let mut n = 0;
+    while std::time::Instant::now() < deadline {
+        n += 1;
+        let player = &players[rng.below(players.len() as u64) as usize];
+        let other = &players[rng.below(players.len() as u64) as usize];
+        let key = format!("w{writer}-{n}");
+        let (path, caller, body, auth) = match rng.below(10) {
+            0..=1 => (
+                "/v1/grants",
+                "service".to_owned(),
+                serde_json::json!({"player": player, "currencies": {"gold": 1 + rng.below(50)}, "reason": "soak"}),
+                SERVICE_KEY.to_owned(),
+            ),
+            2..=4 if other != player => (
+                "/v1/gifts",
+                player.clone(),
+                serde_json::json!({"to": other, "currency": "gold", "amount": 1 + rng.below(30)}),
+                token_for(player, "soak", 3600),
+            ),
+            2..=4 => continue,
+            5..=7 => (
+                "/v1/purchases",
+                player.clone(),
+                serde_json::json!({"offer": if rng.chance(200) { "starter" } else { "potion" }}),
+                token_for(player, "soak", 3600),
+            ),
+            _ => (
+                "/v1/consumptions",
+                player.clone(),
+                serde_json::json!({"item": "potion", "amount": 1}),
+                token_for(player, "soak", 3600),
+            ),
+        };
+        let sends = if rng.chance(50) { 2 } else { 1 };
+        for _ in 0..sends {
+            if let Some(committed) = send_until_answered(&http, &base, path, &auth, &key, &body, deadline).await {
+                acks.push(Ack {
+                    tx: format!("{caller}:{key}"),
+                    committed,
+                });
+            }
+        }
+    }
+    acks
+}
+
+/// Sends until the service answers 200 or 422 (`Some(committed)`), or gives up after the deadline
+/// plus a minute (`None`).
+async fn send_until_answered(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    auth: &str,
+    key: &str,
+    body: &Value,
+    deadline: std::time::Instant,
+) -> Option<bool> {
+    let give_up = deadline + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < give_up {
+        let sent = http
+            .post(format!("{base}{path}"))
+            .bearer_auth(auth)
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+            .await;
+        match sent.map(|response| response.status()) {
+            Ok(StatusCode::OK) => return Some(true),
+            Ok(StatusCode::UNPROCESSABLE_ENTITY) => return Some(false),
+            Ok(status) if status.is_client_error() && status != StatusCode::CONFLICT => {
+                panic!("{path} {body} answered {status}")
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    None
+}
+
+/// Checks the books after a run: clean, settled (players own exactly what was minted minus what
+/// was burned, nothing reserved), every acknowledgement true, no limit exceeded.
+pub fn check_books(books: &flotilla_economy::ledger::audit::Books, acks: &[Ack]) {
+    let report = flotilla_economy::ledger::audit::audit(books);
+    assert!(report.is_clean(), "drift {}: {:?}", report.drift, &report.violations[..report.violations.len().min(10)]);
+    assert!(report.is_settled(), "not settled: {:?}, {} unfinished", report.totals, report.unfinished);
+    let outcomes: std::collections::HashMap<&str, bool> =
+        books.outcomes.iter().map(|o| (o.tx.as_str(), o.committed)).collect();
+    for ack in acks {
+        assert_eq!(outcomes.get(ack.tx.as_str()), Some(&ack.committed), "{} was acknowledged otherwise", ack.tx);
+    }
+    for posting in &books.postings {
+        let held = posting.balance.available + posting.balance.reserved + posting.balance.incoming;
+        let limit = match posting.asset.as_str() {
+            "i:potion" => 10,
+            "o:starter" => 3,
+            _ => i64::MAX,
+        };
+        assert!(held <= limit, "{} held {held}", posting.id);
+    }
+    let committed = books.outcomes.iter().filter(|o| o.committed).count();
+    eprintln!(
+        "{} transactions ({committed} committed), {} postings, {} acknowledgements; totals {:?}",
+        books.transactions.len(),
+        books.postings.len(),
+        acks.len(),
+        report.totals
+    );
+}
