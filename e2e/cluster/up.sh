@@ -147,6 +147,7 @@ if [[ -z $image_map ]]; then
 "flotilla/gameserver" = "$CARGO_TARGET_DIR/$profile/flotilla-gameserver"
 "flotilla/operator" = "$CARGO_TARGET_DIR/$profile/flotilla-operator"
 "flotilla/player" = "$CARGO_TARGET_DIR/$profile/flotilla-player"
+"flotilla/economy" = "$CARGO_TARGET_DIR/$profile/flotilla-economy"
 TOML
 fi
 

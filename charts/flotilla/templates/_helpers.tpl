@@ -39,3 +39,14 @@ app.kubernetes.io/component: player
 {{- define "flotilla.playerSecret" -}}
 {{ .Values.player.existingSecret | default "flotilla-player" }}
 {{- end }}
+
+{{/* What the economy service's Services and PodDisruptionBudget select. */}}
+{{- define "flotilla.economySelector" -}}
+app.kubernetes.io/name: flotilla
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: economy
+{{- end }}
+
+{{- define "flotilla.economyImage" -}}
+{{ .Values.economy.image.repository }}:{{ .Values.economy.image.tag | default .Chart.AppVersion }}
+{{- end }}

@@ -88,6 +88,7 @@ async fn the_chart_lints_renders_least_privilege_rbac_and_rejects_bad_values() -
         "the player service is off by default"
     );
     player_templates(&chart, &version).await?;
+    economy_templates(&chart, &version).await?;
 
     // Bad values fail the install before anything is created, with the schema's message.
     for (value, expected) in [
@@ -98,6 +99,7 @@ async fn the_chart_lints_renders_least_privilege_rbac_and_rejects_bad_values() -
             "additional properties 'replica' not allowed",
         ),
         ("player.namespace=Players", "/player/namespace"),
+        ("economy.enabled=true", "economy.enabled needs player.enabled"),
         // The storage URLs have no default: the template names the first one missing.
         ("player.enabled=true", "player.mongo.url is required"),
         (
@@ -261,6 +263,46 @@ async fn player_templates(chart: &str, version: &str) -> TestResult {
     find("PodDisruptionBudget", "flotilla-player")?;
     let monitor = find("ServiceMonitor", "flotilla-player")?;
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http-metrics");
+    Ok(())
+}
+
+/// With `economy.enabled`, the economy's Deployment is locked down like the player's: no token,
+/// no RBAC, the service key from the player's Secret, its own admin key, the catalog mounted
+/// from a ConfigMap, and storage from the player's values unless it has its own.
+async fn economy_templates(chart: &str, version: &str) -> TestResult {
+    let extra = [&["--set", "metrics.serviceMonitor.enabled=true", "--set", "economy.enabled=true"], PLAYER_VALUES].concat();
+    let (_, documents) = render(chart, version, &extra).await?;
+    let find = |kind: &str, name: &str| {
+        documents
+            .iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .ok_or_else(|| failure("template", format!("no {kind} {name}")))
+    };
+    let pod = &find("Deployment", "flotilla-economy")?["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"], "flotilla/economy:0.1.0");
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    let env = container["env"].as_array().cloned().unwrap_or_default();
+    let var = |name: &str| env.iter().find(|e| e["name"] == name).cloned().unwrap_or_default();
+    assert_eq!(var("FLOTILLA_SERVICE_KEY")["valueFrom"]["secretKeyRef"]["name"], "flotilla-player");
+    assert_eq!(var("FLOTILLA_ECONOMY_ADMIN_KEY")["valueFrom"]["secretKeyRef"]["name"], "flotilla-economy");
+    assert_eq!(var("FLOTILLA_MONGO_URL")["value"], "mongodb://mongo:27017/");
+    assert_eq!(var("FLOTILLA_PLAYER_URL")["value"], format!("http://flotilla-player.{NAMESPACE}.svc:80"));
+    assert_eq!(pod["volumes"][0]["configMap"]["name"], "flotilla-economy-catalog");
+    let catalog = find("ConfigMap", "flotilla-economy-catalog")?;
+    assert!(catalog["data"]["catalog.yaml"].as_str().is_some_and(|c| c.contains("code: gold")));
+    assert!(find("Secret", "flotilla-economy")?["data"]["admin-key"].is_string());
+    for doc in &documents {
+        for subject in doc["subjects"].as_array().into_iter().flatten() {
+            assert_ne!(subject["name"], "flotilla-economy", "{} grants the economy rights", doc["metadata"]["name"]);
+        }
+    }
+    find("Service", "flotilla-economy")?;
+    find("Service", "flotilla-economy-metrics")?;
+    find("PodDisruptionBudget", "flotilla-economy")?;
+    find("ServiceMonitor", "flotilla-economy")?;
     Ok(())
 }
 
