@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The demo: Flotilla on a local cluster, the way a studio uses it.
 #
-#   e2e/demo.sh        (./x demo)       build, start the cluster "demo", helm install Flotilla,
-#                                        apply the sample fleet and autoscaler, allocate a session
-#                                        through the allocation API, let bots play a match, and
-#                                        print the fleet's state and where to look
+#   e2e/demo.sh        (./x demo)       build, start the cluster "demo" and the storage servers,
+#                                        helm install Flotilla with the player and economy
+#                                        services, apply the sample fleet and autoscaler, allocate
+#                                        a session through the allocation API, sign bots in, let
+#                                        them play a match (their rewards are granted through the
+#                                        economy) and spend what they earned, then print the
+#                                        fleet's state, the bots' wallets, the audit and where to look
 #   e2e/demo.sh down   (./x demo down)  stop it all
 #
 # Re-runnable: a second run starts from a fresh cluster. Set DEMO_PLAYERS and DEMO_SECONDS to
@@ -18,7 +21,12 @@ ALLOCATOR=flotilla-allocator.flotilla-system.svc
 players=${DEMO_PLAYERS:-8}
 seconds=${DEMO_SECONDS:-30}
 
+# FerretDB, Redis and OpenSearch for the player and economy services, beside the cluster (its
+# pods reach them on 127.0.0.1).
+STORAGE=$FLOTILLA_CACHE/demo-storage
+
 if [[ ${1:-} == down ]]; then
+  e2e/storage/down.sh --dir "$STORAGE" > /dev/null 2>&1 || true
   e2e/cluster/down.sh --name "$CLUSTER_NAME"
   exit 0
 fi
@@ -30,21 +38,48 @@ e2e/install-packages.sh demo
 step "building the control plane, helm and Flotilla"
 bin=$(e2e/cluster/build-binaries.sh)
 cargo build --quiet -p flotilla-podrunner -p flotilla-operator -p flotilla-gameserver -p flotilla-testpod \
-  -p flotilla-player
+  -p flotilla-player -p flotilla-economy
 
 step "starting the local cluster '$CLUSTER_NAME'"
 e2e/cluster/down.sh --name "$CLUSTER_NAME" > /dev/null 2>&1 || true
 FLOTILLA_SKIP_BUILD=1 e2e/cluster/up.sh --name "$CLUSTER_NAME" > /dev/null
 source "$(cluster_dir "$CLUSTER_NAME")/env"
 
-step "helm install flotilla (operator pods, RBAC, Services, TLS certificates)"
+step "storage servers for the services (FerretDB, Redis, OpenSearch)"
+e2e/storage/build.sh > /dev/null
+e2e/storage/down.sh --dir "$STORAGE" > /dev/null 2>&1 || true
+rm -rf "$STORAGE"
+e2e/storage/up.sh --dir "$STORAGE" > /dev/null
+storage_url() { sed -n "s/^$1=//p" "$STORAGE/env"; }
+
+step "helm install flotilla (operator, allocation API, player service; RBAC, Services, TLS certificates)"
 "$bin/helm" upgrade --install flotilla charts/flotilla --namespace flotilla-system --create-namespace \
+  --set player.enabled=true --set player.replicas=1 \
+  --set player.mongo.url="$(storage_url FLOTILLA_MONGO_URL)" --set player.redis.url="$(storage_url FLOTILLA_REDIS_URL)" \
+  --set player.opensearch.url="$(storage_url FLOTILLA_OPENSEARCH_URL)" \
   --wait --timeout 180s > /dev/null
+player_ip=$(kubectl -n flotilla-system get service flotilla-player -o jsonpath='{.spec.clusterIP}')
+
+# The economy fetches the player service's public keys; without cluster DNS here, by ClusterIP.
+step "helm upgrade: the economy service"
+"$bin/helm" upgrade flotilla charts/flotilla --namespace flotilla-system --reuse-values \
+  --set economy.enabled=true --set economy.replicas=1 --set economy.playerUrl="http://$player_ip:80" \
+  --wait --timeout 180s > /dev/null
+economy_ip=$(kubectl -n flotilla-system get service flotilla-economy -o jsonpath='{.spec.clusterIP}')
 kubectl -n flotilla-system get pods -o wide
+service_key=$(kubectl -n flotilla-system get secret flotilla-player -o jsonpath='{.data.service-key}' | base64 -d)
 
 step "the sample fleet and its autoscaler"
 kubectl create namespace "$NS" > /dev/null
+# The game servers report results to the player service and grant rewards through the economy,
+# with the service key (kept in a Secret of the fleet's namespace).
+kubectl -n "$NS" create secret generic flotilla-services --from-literal=service-key="$service_key" > /dev/null
 kubectl -n "$NS" apply -f manifests/examples/fleet.yaml -f manifests/examples/autoscaler.yaml
+kubectl -n "$NS" patch gsf arena --type json --patch "$(jq -n --arg player "http://$player_ip:80" \
+  --arg economy "http://$economy_ip:80" '[{op: "add", path: "/spec/template/spec/template/spec/containers/0/env",
+  value: [{name: "FLOTILLA_PLAYER_SERVICE_URL", value: $player}, {name: "FLOTILLA_ECONOMY_URL", value: $economy},
+    {name: "FLOTILLA_PLAYER_SERVICE_KEY", valueFrom: {secretKeyRef: {name: "flotilla-services", key: "service-key"}}}]}]')" \
+  > /dev/null
 # The autoscaler sets the size (a buffer of 2 Ready servers); wait until all of them are Ready.
 fleet_ready() {
   local ready wanted
@@ -71,11 +106,40 @@ curl --silent --show-error --fail-with-body --resolve "$ALLOCATOR:443:$allocator
   "https://$ALLOCATOR/allocation/v1/namespaces/$NS/allocations" |
   jq '{gameServer, address, ports, sessionId, players: (.tokens | keys)}'
 
-step "$players bots allocate their own server and play a ${seconds}s match over QUIC"
+step "$players bots sign in to the player service"
+ids=() tokens=()
+for i in $(seq "$players"); do
+  signed_in=$(curl --silent --show-error --fail-with-body -H 'Content-Type: application/json' \
+    --data "{\"id\": \"demo-bot-$i-$started\"}" "http://$player_ip/v1/auth/device")
+  ids+=("$(jq -r .player.id <<< "$signed_in")")
+  tokens+=("$(jq -r .accessToken <<< "$signed_in")")
+done
+echo "${ids[*]}"
+
+step "the bots allocate their own server and play a ${seconds}s match over QUIC"
 "$CARGO_TARGET_DIR/debug/flotilla-bots" --allocation-url "https://$ALLOCATOR" \
   --connect-to "$allocator_ip:443" --ca-file "$creds/ca.crt" \
   --client-cert "$creds/tls.crt" --client-key "$creds/tls.key" \
-  --namespace "$NS" --fleet arena --players "$players" --seconds "$seconds"
+  --namespace "$NS" --fleet arena --player-ids "$(IFS=,; echo "${ids[*]}")" --seconds "$seconds"
+
+step "the game server granted match rewards through the economy; each bot spends its gold on potions"
+gold() { curl --silent --fail -H "Authorization: Bearer $1" "http://$economy_ip/v1/wallet" | jq '.currencies[] | select(.code == "gold") | .available'; }
+for i in "${!ids[@]}"; do
+  for _ in $(seq 30); do [[ $(gold "${tokens[$i]}") -gt 0 ]] && break; sleep 1; done
+  earned=$(gold "${tokens[$i]}")
+  bought=0
+  while (( $(gold "${tokens[$i]}") >= 25 )); do
+    curl --silent --show-error --fail-with-body -H "Authorization: Bearer ${tokens[$i]}" \
+      -H 'Content-Type: application/json' -H "Idempotency-Key: demo-potion-$i-$bought" \
+      --data '{"offer": "potion"}' "http://$economy_ip/v1/purchases" > /dev/null
+    bought=$((bought + 1))
+  done
+  wallet=$(curl --silent --fail -H "Authorization: Bearer ${tokens[$i]}" "http://$economy_ip/v1/wallet")
+  echo "${ids[$i]}: earned $earned gold, bought $bought potions; now $(jq -c '{gold: .currencies[0].available, items: [.items[] | {(.id): .count}] | add}' <<< "$wallet")"
+done
+admin_key=$(kubectl -n flotilla-system get secret flotilla-economy -o jsonpath='{.data.admin-key}' | base64 -d)
+curl --silent --show-error --fail-with-body -X POST -H "Authorization: Bearer $admin_key" "http://$economy_ip/v1/admin/audit" |
+  jq -c '{drift, unfinished, assets}'
 
 step "the fleet now"
 kubectl -n "$NS" get gsf,gs,fas
@@ -90,6 +154,8 @@ Flotilla demo is up ($(($(date +%s) - started)) s).
   allocate:       curl --resolve $ALLOCATOR:443:$allocator_ip --cacert $creds/ca.crt \\
                     --cert $creds/tls.crt --key $creds/tls.key \\
                     -d @manifests/examples/allocation.json https://$ALLOCATOR/allocation/v1/namespaces/$NS/allocations
+  player API:     http://$player_ip/v1/openapi.json
+  economy API:    http://$economy_ip/v1/openapi.json      (audit: POST /v1/admin/audit with the admin key)
   logs:           $(cluster_dir "$CLUSTER_NAME")/runner/pods/*/logs/
   stop:           ./x demo down
 DONE

@@ -270,7 +270,16 @@ async fn player_templates(chart: &str, version: &str) -> TestResult {
 /// no RBAC, the service key from the player's Secret, its own admin key, the catalog mounted
 /// from a ConfigMap, and storage from the player's values unless it has its own.
 async fn economy_templates(chart: &str, version: &str) -> TestResult {
-    let extra = [&["--set", "metrics.serviceMonitor.enabled=true", "--set", "economy.enabled=true"], PLAYER_VALUES].concat();
+    let extra = [
+        &[
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+            "--set",
+            "economy.enabled=true",
+        ],
+        PLAYER_VALUES,
+    ]
+    .concat();
     let (_, documents) = render(chart, version, &extra).await?;
     let find = |kind: &str, name: &str| {
         documents
@@ -285,18 +294,40 @@ async fn economy_templates(chart: &str, version: &str) -> TestResult {
     assert_eq!(container["image"], "flotilla/economy:0.1.0");
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
     let env = container["env"].as_array().cloned().unwrap_or_default();
-    let var = |name: &str| env.iter().find(|e| e["name"] == name).cloned().unwrap_or_default();
-    assert_eq!(var("FLOTILLA_SERVICE_KEY")["valueFrom"]["secretKeyRef"]["name"], "flotilla-player");
-    assert_eq!(var("FLOTILLA_ECONOMY_ADMIN_KEY")["valueFrom"]["secretKeyRef"]["name"], "flotilla-economy");
+    let var = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        var("FLOTILLA_SERVICE_KEY")["valueFrom"]["secretKeyRef"]["name"],
+        "flotilla-player"
+    );
+    assert_eq!(
+        var("FLOTILLA_ECONOMY_ADMIN_KEY")["valueFrom"]["secretKeyRef"]["name"],
+        "flotilla-economy"
+    );
     assert_eq!(var("FLOTILLA_MONGO_URL")["value"], "mongodb://mongo:27017/");
-    assert_eq!(var("FLOTILLA_PLAYER_URL")["value"], format!("http://flotilla-player.{NAMESPACE}.svc:80"));
+    assert_eq!(
+        var("FLOTILLA_PLAYER_URL")["value"],
+        format!("http://flotilla-player.{NAMESPACE}.svc:80")
+    );
     assert_eq!(pod["volumes"][0]["configMap"]["name"], "flotilla-economy-catalog");
     let catalog = find("ConfigMap", "flotilla-economy-catalog")?;
-    assert!(catalog["data"]["catalog.yaml"].as_str().is_some_and(|c| c.contains("code: gold")));
+    assert!(
+        catalog["data"]["catalog.yaml"]
+            .as_str()
+            .is_some_and(|c| c.contains("code: gold"))
+    );
     assert!(find("Secret", "flotilla-economy")?["data"]["admin-key"].is_string());
     for doc in &documents {
         for subject in doc["subjects"].as_array().into_iter().flatten() {
-            assert_ne!(subject["name"], "flotilla-economy", "{} grants the economy rights", doc["metadata"]["name"]);
+            assert_ne!(
+                subject["name"], "flotilla-economy",
+                "{} grants the economy rights",
+                doc["metadata"]["name"]
+            );
         }
     }
     find("Service", "flotilla-economy")?;

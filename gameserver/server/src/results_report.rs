@@ -1,9 +1,11 @@
 //! Reports a finished match's results to the player service, which records them once per match
-//! and turns them into players' statistics and notifications (docs/player-service.md).
+//! and turns them into players' statistics and notifications (docs/player-service.md), and, with
+//! an economy URL, grants each player's match reward through the economy service (docs/economy.md).
 //!
 //! Authorised by the deployment's service key, never a player's token. The player service keys
 //! the record by the match (session) id, so retrying after a lost answer is safe: it answers 200
-//! for a report it already has.
+//! for a report it already has. A reward's idempotency key is the match and the player, so it is
+//! granted once however often it is sent.
 
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ pub struct ResultsReporter {
     base_url: String,
     key: String,
     server: String,
+    economy_url: Option<String>,
 }
 
 impl ResultsReporter {
@@ -30,38 +33,67 @@ impl ResultsReporter {
             base_url: base_url.trim_end_matches('/').to_owned(),
             key,
             server,
+            economy_url: None,
         })
     }
 
-    /// Sends the results, retrying transport failures and 5xx answers a few times with backoff.
-    /// Gives up with a warning: results also stay on the GameServer's annotation.
+    /// Also grants match rewards through the economy service at `url` (with the same key).
+    pub fn with_economy(mut self, url: Option<String>) -> Self {
+        self.economy_url = url.map(|url| url.trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Sends the results, then the rewards, retrying transport failures and 5xx answers a few
+    /// times with backoff. Gives up with a warning: results also stay on the GameServer's
+    /// annotation.
     pub async fn report(&self, session: &str, results: &[PlayerResult]) {
-        let body = json!({"server": self.server, "players": placements(results)});
+        let players = placements(results);
+        let body = json!({"server": self.server, "players": players});
         let url = format!("{}/v1/matches/{session}/results", self.base_url);
+        self.send(session, &url, None, &body).await;
+        let Some(economy) = &self.economy_url else { return };
+        for player in &players {
+            let placement = player["placement"].as_u64().unwrap_or(1);
+            let gold = reward(players.len() as u64, placement);
+            let grant = json!({
+                "player": player["id"],
+                "currencies": {"gold": gold},
+                "reason": format!("match {session}: placement {placement}"),
+            });
+            let key = format!("match-{session}-{}", player["id"].as_str().unwrap_or_default());
+            self.send(session, &format!("{economy}/v1/grants"), Some(&key), &grant)
+                .await;
+        }
+    }
+
+    async fn send(&self, session: &str, url: &str, idempotency_key: Option<&str>, body: &serde_json::Value) {
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=5 {
-            let outcome = self
-                .http
-                .post(&url)
-                .bearer_auth(&self.key)
-                .json(&body)
-                .send()
-                .await;
+            let mut request = self.http.post(url).bearer_auth(&self.key).json(body);
+            if let Some(key) = idempotency_key {
+                request = request.header("idempotency-key", key);
+            }
+            let outcome = request.send().await;
             match outcome {
                 Ok(answer) if answer.status().is_success() => return,
                 Ok(answer) if answer.status().is_client_error() => {
-                    warn!(%session, status = %answer.status(), "the player service refused the match results");
+                    warn!(%session, %url, status = %answer.status(), "match results or rewards refused");
                     return;
                 }
                 Ok(answer) => {
-                    warn!(%session, attempt, status = %answer.status(), "reporting match results failed")
+                    warn!(%session, %url, attempt, status = %answer.status(), "reporting match results failed")
                 }
-                Err(error) => warn!(%session, attempt, %error, "reporting match results failed"),
+                Err(error) => warn!(%session, %url, attempt, %error, "reporting match results failed"),
             }
             tokio::time::sleep(delay).await;
             delay *= 2;
         }
     }
+}
+
+/// Gold for a placement among `players`: 10, and 10 more for every player placed below.
+fn reward(players: u64, placement: u64) -> u64 {
+    10 + 10 * players.saturating_sub(placement)
 }
 
 /// Each player's placement: 1 for the best score; equal scores share a placement ("1, 1, 3").
@@ -91,6 +123,12 @@ mod tests {
             player: player.into(),
             score,
         }
+    }
+
+    #[test]
+    fn a_better_placement_earns_more_and_everyone_earns_something() {
+        assert_eq!([1, 2, 3].map(|placement| reward(3, placement)), [30, 20, 10]);
+        assert_eq!(reward(1, 1), 10);
     }
 
     #[test]

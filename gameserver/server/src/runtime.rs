@@ -72,6 +72,9 @@ pub struct Args {
     /// The player service's service key.
     #[arg(long, env = "FLOTILLA_PLAYER_SERVICE_KEY", hide_env_values = true)]
     pub player_service_key: Option<String>,
+    /// The economy service's URL: each player's match reward is granted there (with the same key).
+    #[arg(long, env = "FLOTILLA_ECONOMY_URL", requires = "player_service_url")]
+    pub economy_url: Option<String>,
     /// Run without the platform, allocated to this session at once (benchmarks, local play).
     #[arg(long)]
     pub standalone_session: Option<String>,
@@ -96,10 +99,13 @@ pub async fn run(args: Args) -> Result<()> {
         heartbeat_seconds,
         player_service_url,
         player_service_key,
+        economy_url,
         standalone_session,
     } = args;
     let results = match (player_service_url, player_service_key) {
-        (Some(url), Some(key)) => Some(ResultsReporter::new(&url, key, format!("{namespace}/{name}"))?),
+        (Some(url), Some(key)) => {
+            Some(ResultsReporter::new(&url, key, format!("{namespace}/{name}"))?.with_economy(economy_url))
+        }
         _ => None,
     };
     let verifier = TokenVerifier::from_base64_list(&token_keys).map_err(|e| Error::Config(e.to_string()))?;

@@ -38,7 +38,10 @@ impl Service {
             .env("FLOTILLA_REDIS_URL", &args.redis_url)
             .env("FLOTILLA_NAMESPACE", &args.namespace)
             .env("FLOTILLA_ECONOMY_ADDR", format!("127.0.0.1:{port}"))
-            .env("FLOTILLA_ECONOMY_METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
+            .env(
+                "FLOTILLA_ECONOMY_METRICS_ADDR",
+                format!("127.0.0.1:{}", free_port()),
+            )
             .env("FLOTILLA_ECONOMY_CATALOG", &args.catalog)
             .env("FLOTILLA_PLAYER_TOKEN_KEYS", keys)
             .env("FLOTILLA_SERVICE_KEY", SERVICE_KEY)
@@ -58,8 +61,14 @@ impl Service {
 
     async fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
-            assert!(Instant::now() < deadline, "the economy did not listen within 60 s");
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the economy did not listen within 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -72,9 +81,14 @@ impl Service {
 
 /// Kills FerretDB outright and starts it again with the same command line, waiting until it listens.
 async fn restart_ferretdb() {
-    let dir = PathBuf::from(std::env::var("FLOTILLA_STORAGE_DIR").expect("FLOTILLA_STORAGE_DIR (e2e/storage/up.sh)"));
+    let dir = PathBuf::from(
+        std::env::var("FLOTILLA_STORAGE_DIR").expect("FLOTILLA_STORAGE_DIR (e2e/storage/up.sh)"),
+    );
     let pid_file = dir.join("ferretdb.pid");
-    let pid = std::fs::read_to_string(&pid_file).expect("ferretdb.pid").trim().to_owned();
+    let pid = std::fs::read_to_string(&pid_file)
+        .expect("ferretdb.pid")
+        .trim()
+        .to_owned();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("ferretdb's command line");
     let args: Vec<String> = cmdline
         .split(|b| *b == 0)
@@ -91,7 +105,10 @@ async fn restart_ferretdb() {
     while std::path::Path::new(&format!("/proc/{pid}")).exists() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let log = std::fs::OpenOptions::new().append(true).open(dir.join("ferretdb.log")).expect("log");
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("ferretdb.log"))
+        .expect("log");
     let child = Command::new("setsid")
         .args(&args)
         .stdin(Stdio::null())
@@ -119,7 +136,14 @@ async fn sigkills_and_a_store_restart_neither_create_nor_lose_value() {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(soak);
     let writers: Vec<_> = (0..64)
-        .map(|i| tokio::spawn(writer(format!("http://127.0.0.1:{port}"), i, players.clone(), deadline)))
+        .map(|i| {
+            tokio::spawn(writer(
+                format!("http://127.0.0.1:{port}"),
+                i,
+                players.clone(),
+                deadline,
+            ))
+        })
         .collect();
 
     let mut rng = Rng::new(soak);
@@ -154,7 +178,10 @@ async fn sigkills_and_a_store_restart_neither_create_nor_lose_value() {
             check_books(&books, &acks);
             break;
         }
-        assert!(Instant::now() < deadline, "recovery did not finish everything within 120 s");
+        assert!(
+            Instant::now() < deadline,
+            "recovery did not finish everything within 120 s"
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

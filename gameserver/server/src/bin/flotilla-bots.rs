@@ -63,6 +63,10 @@ struct Args {
     /// Bots to run (when minting tokens or allocating).
     #[arg(long, default_value_t = 10)]
     players: usize,
+    /// The bots' player ids (comma-separated; e.g. accounts signed in to the player service),
+    /// instead of `bot-0`, `bot-1`, …; as many bots as ids.
+    #[arg(long, value_delimiter = ',')]
+    player_ids: Vec<String>,
     #[arg(long, default_value_t = 30)]
     seconds: u64,
     #[arg(long, default_value_t = 30)]
@@ -101,14 +105,15 @@ fn tokens(args: &Args) -> Result<Vec<String>, String> {
         .duration_since(UNIX_EPOCH)
         .map_err(|e| e.to_string())?
         .as_secs();
-    (0..args.players)
-        .map(|i| {
+    player_ids(args)
+        .into_iter()
+        .map(|player| {
             signer
                 .sign(ConnectionClaims {
                     namespace: args.namespace.clone(),
                     server: args.server.clone().unwrap_or_default(),
                     session: args.session.clone().unwrap_or_default(),
-                    player: format!("bot-{i}"),
+                    player,
                     issued_at: now,
                     expires_at: now + args.seconds + 600,
                     id: String::new(),
@@ -116,6 +121,14 @@ fn tokens(args: &Args) -> Result<Vec<String>, String> {
                 .map_err(|e| e.to_string())
         })
         .collect()
+}
+
+/// The bots' player ids: `--player-ids`, else `bot-0` … `bot-<players - 1>`.
+fn player_ids(args: &Args) -> Vec<String> {
+    if !args.player_ids.is_empty() {
+        return args.player_ids.clone();
+    }
+    (0..args.players).map(|i| format!("bot-{i}")).collect()
 }
 
 /// Asks the allocation API for one server for all the bots: its address, its certificate
@@ -154,7 +167,7 @@ async fn allocate(args: &Args, url: &str) -> Result<(SocketAddr, String, Vec<Str
     let request = AllocationRequest {
         fleet: args.fleet.clone(),
         session_id: Some(session.clone()),
-        players: (0..args.players).map(|i| format!("bot-{i}")).collect(),
+        players: player_ids(args),
         ..Default::default()
     };
     let answer = client

@@ -285,7 +285,12 @@ pub fn players(count: usize, run: &str) -> Vec<String> {
 /// One of 64 writers: random grants, gifts, purchases and consumption against `base` until
 /// `deadline`, retrying a request with its idempotency key while the service or store is down
 /// (connection refused, 503), as a client should. Sometimes sends a request twice on purpose.
-pub async fn writer(base: String, writer: usize, players: Vec<String>, deadline: std::time::Instant) -> Vec<Ack> {
+pub async fn writer(
+    base: String,
+    writer: usize,
+    players: Vec<String>,
+    deadline: std::time::Instant,
+) -> Vec<Ack> {
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(20))
         .build()
@@ -327,7 +332,9 @@ pub async fn writer(base: String, writer: usize, players: Vec<String>, deadline:
         };
         let sends = if rng.chance(50) { 2 } else { 1 };
         for _ in 0..sends {
-            if let Some(committed) = send_until_answered(&http, &base, path, &auth, &key, &body, deadline).await {
+            if let Some(committed) =
+                send_until_answered(&http, &base, path, &auth, &key, &body, deadline).await
+            {
                 acks.push(Ack {
                     tx: format!("{caller}:{key}"),
                     committed,
@@ -374,12 +381,30 @@ async fn send_until_answered(
 /// was burned, nothing reserved), every acknowledgement true, no limit exceeded.
 pub fn check_books(books: &flotilla_economy::ledger::audit::Books, acks: &[Ack]) {
     let report = flotilla_economy::ledger::audit::audit(books);
-    assert!(report.is_clean(), "drift {}: {:?}", report.drift, &report.violations[..report.violations.len().min(10)]);
-    assert!(report.is_settled(), "not settled: {:?}, {} unfinished", report.totals, report.unfinished);
-    let outcomes: std::collections::HashMap<&str, bool> =
-        books.outcomes.iter().map(|o| (o.tx.as_str(), o.committed)).collect();
+    assert!(
+        report.is_clean(),
+        "drift {}: {:?}",
+        report.drift,
+        &report.violations[..report.violations.len().min(10)]
+    );
+    assert!(
+        report.is_settled(),
+        "not settled: {:?}, {} unfinished",
+        report.totals,
+        report.unfinished
+    );
+    let outcomes: std::collections::HashMap<&str, bool> = books
+        .outcomes
+        .iter()
+        .map(|o| (o.tx.as_str(), o.committed))
+        .collect();
     for ack in acks {
-        assert_eq!(outcomes.get(ack.tx.as_str()), Some(&ack.committed), "{} was acknowledged otherwise", ack.tx);
+        assert_eq!(
+            outcomes.get(ack.tx.as_str()),
+            Some(&ack.committed),
+            "{} was acknowledged otherwise",
+            ack.tx
+        );
     }
     for posting in &books.postings {
         let held = posting.balance.available + posting.balance.reserved + posting.balance.incoming;
