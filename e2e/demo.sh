@@ -72,12 +72,15 @@ service_key=$(kubectl -n flotilla-system get secret flotilla-player -o jsonpath=
 step "the sample fleet and its autoscaler"
 kubectl create namespace "$NS" > /dev/null
 # The game servers report results to the player service and grant rewards through the economy,
-# with the service key (kept in a Secret of the fleet's namespace).
+# with the service key (kept in a Secret of the fleet's namespace); a match lasts as long as the
+# bots play.
 kubectl -n "$NS" create secret generic flotilla-services --from-literal=service-key="$service_key" > /dev/null
 kubectl -n "$NS" apply -f manifests/examples/fleet.yaml -f manifests/examples/autoscaler.yaml
 kubectl -n "$NS" patch gsf arena --type json --patch "$(jq -n --arg player "http://$player_ip:80" \
-  --arg economy "http://$economy_ip:80" '[{op: "add", path: "/spec/template/spec/template/spec/containers/0/env",
+  --arg economy "http://$economy_ip:80" --arg seconds "$seconds" '[{op: "add",
+  path: "/spec/template/spec/template/spec/containers/0/env",
   value: [{name: "FLOTILLA_PLAYER_SERVICE_URL", value: $player}, {name: "FLOTILLA_ECONOMY_URL", value: $economy},
+    {name: "FLOTILLA_MATCH_SECONDS", value: $seconds},
     {name: "FLOTILLA_PLAYER_SERVICE_KEY", valueFrom: {secretKeyRef: {name: "flotilla-services", key: "service-key"}}}]}]')" \
   > /dev/null
 # The autoscaler sets the size (a buffer of 2 Ready servers); wait until all of them are Ready.
@@ -125,7 +128,7 @@ step "the bots allocate their own server and play a ${seconds}s match over QUIC"
 step "the game server granted match rewards through the economy; each bot spends its gold on potions"
 gold() { curl --silent --fail -H "Authorization: Bearer $1" "http://$economy_ip/v1/wallet" | jq '.currencies[] | select(.code == "gold") | .available'; }
 for i in "${!ids[@]}"; do
-  for _ in $(seq 30); do [[ $(gold "${tokens[$i]}") -gt 0 ]] && break; sleep 1; done
+  for _ in $(seq 60); do [[ $(gold "${tokens[$i]}") -gt 0 ]] && break; sleep 1; done
   earned=$(gold "${tokens[$i]}")
   bought=0
   while (( $(gold "${tokens[$i]}") >= 25 )); do
