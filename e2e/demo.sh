@@ -138,7 +138,7 @@ for i in "${!ids[@]}"; do
     bought=$((bought + 1))
   done
   wallet=$(curl --silent --fail -H "Authorization: Bearer ${tokens[$i]}" "http://$economy_ip/v1/wallet")
-  echo "${ids[$i]}: earned $earned gold, bought $bought potions; now $(jq -c '{gold: .currencies[0].available, items: [.items[] | {(.id): .count}] | add}' <<< "$wallet")"
+  echo "${ids[$i]}: earned $earned gold, bought $bought potions; now $(jq -c '{gold: .currencies[0].available, items: ([.items[] | {(.id): .count}] | add // {})}' <<< "$wallet")"
 done
 admin_key=$(kubectl -n flotilla-system get secret flotilla-economy -o jsonpath='{.data.admin-key}' | base64 -d)
 curl --silent --show-error --fail-with-body -X POST -H "Authorization: Bearer $admin_key" "http://$economy_ip/v1/admin/audit" |
