@@ -23,7 +23,10 @@ use flotilla_storage::mongo::{Mongo, MongoOptions, now_ms};
 use mongodb::bson::{Document, doc};
 
 fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Latencies of one phase, in microseconds.
@@ -46,7 +49,9 @@ async fn connect(database: &str) -> Mongo {
 
 /// Unique inserts per second with `writers` concurrent writers.
 async fn ceiling(mongo: &Mongo, writers: usize, seconds: u64) -> f64 {
-    let collection = mongo.database().collection::<Document>(&format!("ceiling_{writers}"));
+    let collection = mongo
+        .database()
+        .collection::<Document>(&format!("ceiling_{writers}"));
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -111,8 +116,14 @@ async fn fund(ledger: &Arc<Ledger<MongoLedger>>, accounts: u64) {
                     if i >= accounts {
                         return;
                     }
-                    let leg = gold(1_000_000, Holder::System("mint".into()), Holder::Player(format!("p{i}")));
-                    let settled = ledger.submit(transaction(format!("fund:{i}"), "grant", vec![leg])).await;
+                    let leg = gold(
+                        1_000_000,
+                        Holder::System("mint".into()),
+                        Holder::Player(format!("p{i}")),
+                    );
+                    let settled = ledger
+                        .submit(transaction(format!("fund:{i}"), "grant", vec![leg]))
+                        .await;
                     assert!(settled.expect("grant").outcome.committed);
                 }
             })
@@ -124,7 +135,13 @@ async fn fund(ledger: &Arc<Ledger<MongoLedger>>, accounts: u64) {
 }
 
 /// `writers` writers submitting what `legs` makes for `seconds`; transfers/s and latencies.
-async fn run<F>(ledger: &Arc<Ledger<MongoLedger>>, writers: usize, seconds: u64, name: &str, legs: F) -> (f64, Latencies, u64)
+async fn run<F>(
+    ledger: &Arc<Ledger<MongoLedger>>,
+    writers: usize,
+    seconds: u64,
+    name: &str,
+    legs: F,
+) -> (f64, Latencies, u64)
 where
     F: Fn(usize, &mut Rng) -> Vec<Leg> + Send + Sync + 'static,
 {
@@ -179,7 +196,10 @@ async fn main() {
 
     let funding = Instant::now();
     fund(&ledger, accounts).await;
-    println!("funded {accounts} accounts in {:.1} s", funding.elapsed().as_secs_f64());
+    println!(
+        "funded {accounts} accounts in {:.1} s",
+        funding.elapsed().as_secs_f64()
+    );
 
     // A transfer: the transaction, two openings, the outcome, two closings; and the finished flag
     // (an update by _id: counted as a write).
@@ -187,7 +207,11 @@ async fn main() {
     let (rate, mut latencies, refused) = run(&ledger, 64, seconds, "transfer", move |_, rng| {
         let from = rng.below(accounts);
         let to = (from + 1 + rng.below(accounts - 1)) % accounts;
-        vec![gold(1, Holder::Player(format!("p{from}")), Holder::Player(format!("p{to}")))]
+        vec![gold(
+            1,
+            Holder::Player(format!("p{from}")),
+            Holder::Player(format!("p{to}")),
+        )]
     })
     .await;
     let share = rate * TRANSFER_WRITES / ceiling_64;
@@ -204,7 +228,11 @@ async fn main() {
     // the finished flag.
     const SINK_WRITES: f64 = 6.0;
     let (rate, mut latencies, refused) = run(&ledger, 200, seconds, "sink", |writer, _| {
-        vec![gold(1, Holder::Player(format!("p{writer}")), Holder::System("store".into()))]
+        vec![gold(
+            1,
+            Holder::Player(format!("p{writer}")),
+            Holder::System("store".into()),
+        )]
     })
     .await;
     println!(
@@ -217,6 +245,11 @@ async fn main() {
     );
     let books = ledger.store().books().await.expect("books");
     let report = flotilla_economy::ledger::audit::audit(&books);
-    println!("audit: drift {}, {} violations, settled: {}", report.drift, report.violations.len(), report.is_settled());
+    println!(
+        "audit: drift {}, {} violations, settled: {}",
+        report.drift,
+        report.violations.len(),
+        report.is_settled()
+    );
     mongo.database().drop().await.expect("drop the bench database");
 }

@@ -117,6 +117,9 @@ async fn restart_ferretdb() {
         .spawn()
         .expect("restart ferretdb");
     std::fs::write(&pid_file, child.id().to_string()).expect("pid file");
+    // It outlives this test (e2e/storage/down.sh stops it by the pid file); reaped here if not.
+    let mut child = child;
+    std::thread::spawn(move || child.wait());
     let deadline = Instant::now() + Duration::from_secs(30);
     while tokio::net::TcpStream::connect(&listen).await.is_err() {
         assert!(Instant::now() < deadline, "ferretdb did not come back");
