@@ -101,6 +101,7 @@ fn gold(amount: i64, from: Holder, to: Holder) -> Leg {
         from,
         to,
         limit: i64::MAX / 4,
+        debt: false,
     }
 }
 

@@ -84,6 +84,16 @@ pub struct ServeArgs {
     #[arg(long, env = "FLOTILLA_ECONOMY_RECOVERY_INTERVAL_SECONDS", default_value_t = 5)]
     pub recovery_interval_seconds: u64,
 
+    /// What a reversal does when the proceeds were spent, unless the request says: `fail`,
+    /// `debt` (the payer's balance goes below zero) or `clawback` (take what is left).
+    #[arg(
+        long,
+        env = "FLOTILLA_ECONOMY_REVERSAL_POLICY",
+        value_enum,
+        default_value = "fail"
+    )]
+    pub reversal_policy: crate::reversals::Policy,
+
     /// Seconds between audits of the whole ledger (0: never). Each reads every record.
     #[arg(long, env = "FLOTILLA_ECONOMY_AUDIT_INTERVAL_SECONDS", default_value_t = 300)]
     pub audit_interval_seconds: u64,

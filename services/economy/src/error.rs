@@ -24,6 +24,8 @@ pub enum Error {
     NotFound(&'static str),
     #[error("this idempotency key was used for a different request")]
     KeyReused,
+    #[error("{0}")]
+    Conflict(String),
     /// The transaction was decided against (not enough funds, a limit): the same answer every time
     /// its idempotency key is sent again.
     #[error("{0}")]
@@ -72,7 +74,7 @@ impl Error {
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::KeyReused | Error::Contended { .. } => StatusCode::CONFLICT,
+            Error::KeyReused | Error::Conflict(_) | Error::Contended { .. } => StatusCode::CONFLICT,
             Error::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Storage(flotilla_storage::Error::BadCursor) => StatusCode::BAD_REQUEST,
             Error::Unavailable(_)
@@ -94,7 +96,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::KeyReused => "idempotency_key_reused",
-            Error::Contended { .. } => "conflict",
+            Error::Conflict(_) | Error::Contended { .. } => "conflict",
             Error::Refused(_) => "refused",
             Error::Unavailable(_)
             | Error::Storage(flotilla_storage::Error::Mongo(_) | flotilla_storage::Error::Redis(_)) => {

@@ -7,7 +7,7 @@
 //! - the books: [`ledger`] (transactions of legs, driven to an outcome with unique inserts only,
 //!   an auditor, and the in-memory store of the simulation tier);
 //! - HTTP surface: [`transactions`] (purchases, consumption, gifts, grants, history), [`wallet`]
-//!   (balances, the catalog), [`admin`] (audit);
+//!   (balances, the catalog), [`reversals`], [`admin`] (audit);
 //! - rules: [`catalog`] (what exists and its limits), [`caller`] (who is calling);
 //! - plumbing: [`extract`], [`workers`], [`metrics`], [`openapi`], [`state`], [`args`].
 
@@ -20,6 +20,7 @@ pub mod extract;
 pub mod ledger;
 pub mod metrics;
 pub mod openapi;
+pub mod reversals;
 pub mod state;
 pub mod transactions;
 pub mod wallet;
@@ -109,6 +110,7 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         admin_key,
         recovery_grace_seconds,
         recovery_interval_seconds,
+        reversal_policy,
         audit_interval_seconds,
     } = args;
     let mut registry = Registry::default();
@@ -147,6 +149,7 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         metrics,
         Catalog::load(&catalog)?,
         verifier,
+        reversal_policy,
     ));
 
     let lease = Lease::new(
@@ -201,6 +204,7 @@ pub fn api(state: Shared) -> Router {
         .merge(wallet::routes())
         .merge(transactions::routes())
         .merge(admin::routes())
+        .merge(reversals::routes())
         .merge(openapi::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -8,7 +8,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use crate::state::Shared;
-use crate::{admin, catalog, transactions, wallet};
+use crate::{admin, catalog, reversals, transactions, wallet};
 
 pub fn routes() -> Router<Shared> {
     Router::new().route("/v1/openapi.json", get(|| async { Json(document()) }))
@@ -70,6 +70,20 @@ fn write(summary: &str, auth: &str, body: &str) -> Value {
     operation
 }
 
+/// A reversal: answered with the compensating transaction; 409 for a reversal or an uncommitted
+/// transaction, 422 when the proceeds were spent under the `fail` policy.
+fn reversal() -> Value {
+    let mut operation = op(
+        "Reverse a committed transaction with a compensating one",
+        "admin",
+        "ReversalRequest",
+        "Transaction",
+    );
+    operation["responses"]["409"] = error("a reversal, or a transaction that was not committed");
+    operation["responses"]["422"] = error("the proceeds were spent and the policy is `fail`");
+    operation
+}
+
 fn with_parameters(mut operation: Value, parameters: Value) -> Value {
     operation["parameters"] = parameters;
     operation
@@ -114,6 +128,7 @@ pub fn document() -> Value {
             "/v1/transactions": {"get": with_parameters(op("The caller's transactions, newest first", "player", "", "TransactionPage"), history_parameters(false))},
             "/v1/players/{player}/transactions": {"get": with_parameters(op("A player's transactions, newest first", "service", "", "TransactionPage"), history_parameters(true))},
             "/v1/admin/audit": {"post": op("Recompute the books from every record", "admin", "", "Audit")},
+            "/v1/admin/reversals": {"post": reversal()},
             "/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "the OpenAPI document"}}}},
         },
         "components": {
@@ -138,6 +153,7 @@ fn schemas() -> Value {
         ("GrantRequest", schema::<transactions::GrantRequest>()),
         ("Transaction", schema::<transactions::TransactionView>()),
         ("Audit", schema::<admin::AuditAnswer>()),
+        ("ReversalRequest", schema::<reversals::ReversalRequest>()),
     ];
     for (name, schema) in entries {
         schemas.insert(name.to_owned(), schema);
@@ -151,6 +167,7 @@ fn schemas() -> Value {
     generator.subschema_for::<wallet::Wallet>();
     generator.subschema_for::<transactions::TransactionView>();
     generator.subschema_for::<admin::AuditAnswer>();
+    generator.subschema_for::<reversals::ReversalRequest>();
     for (name, schema) in generator.take_definitions(true) {
         schemas.entry(name).or_insert(schema);
     }
@@ -175,8 +192,9 @@ fn schemas() -> Value {
 mod tests {
     use super::*;
 
-    const SOURCES: [&str; 5] = [
+    const SOURCES: [&str; 6] = [
         include_str!("wallet.rs"),
+        include_str!("reversals.rs"),
         include_str!("transactions.rs"),
         include_str!("admin.rs"),
         include_str!("openapi.rs"),

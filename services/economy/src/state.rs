@@ -11,6 +11,7 @@ use crate::catalog::Catalog;
 use crate::ledger::engine::Ledger;
 use crate::ledger::mongo::MongoLedger;
 use crate::metrics::Metrics;
+use crate::reversals::Policy;
 
 pub type Shared = Arc<AppState>;
 
@@ -22,6 +23,8 @@ pub struct AppState {
     pub namespace: String,
     pub keys: Keys,
     pub metrics: Metrics,
+    /// What a reversal does when the proceeds were spent, unless its request says.
+    pub reversal_policy: Policy,
     catalog: RwLock<Arc<Catalog>>,
     verifier: RwLock<Arc<Verifier>>,
 }
@@ -37,6 +40,7 @@ impl AppState {
         metrics: Metrics,
         catalog: Catalog,
         verifier: Verifier,
+        reversal_policy: Policy,
     ) -> Self {
         metrics.catalog_version.set(catalog.version as i64);
         Self {
@@ -46,6 +50,7 @@ impl AppState {
             namespace,
             keys,
             metrics,
+            reversal_policy,
             catalog: RwLock::new(Arc::new(catalog)),
             verifier: RwLock::new(Arc::new(verifier)),
         }

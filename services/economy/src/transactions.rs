@@ -151,6 +151,7 @@ fn credit(catalog: &Catalog, from: &str, player: &str, asset: String, amount: i6
         from: Holder::System(from.into()),
         to: Holder::Player(player.into()),
         limit,
+        debt: false,
     })
 }
 
@@ -161,6 +162,7 @@ fn debit(player: &str, to: &str, asset: String, amount: i64) -> Leg {
         from: Holder::Player(player.into()),
         to: Holder::System(to.into()),
         limit: i64::MAX,
+        debt: false,
     }
 }
 
@@ -258,6 +260,7 @@ async fn gift(
         from: Holder::Player(caller.player.clone()),
         to: Holder::Player(request.to.clone()),
         limit,
+        debt: false,
     }];
     let memo = format!("gift to {}", request.to);
     submit(&state, &caller.player, &key, "gift", memo, &request, legs).await
@@ -360,7 +363,7 @@ async fn submit<B: Serialize>(
 }
 
 /// SHA-256 of the route's kind and the request body: what an idempotency key is bound to.
-fn request_hash(kind: &str, body: &[u8]) -> String {
+pub fn request_hash(kind: &str, body: &[u8]) -> String {
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
     context.update(kind.as_bytes());
     context.update(b"\n");
@@ -404,8 +407,11 @@ async fn player_history(
 async fn history(state: &Shared, player: &str, query: HistoryQuery) -> Result<Json<Page<TransactionView>>> {
     let mut filter = doc! {"players": player};
     if let Some(kind) = query.kind {
-        if !["grant", "purchase", "consume", "gift"].contains(&kind.as_str()) {
-            return Err(Error::bad("kind", "is one of grant, purchase, consume, gift"));
+        if !["grant", "purchase", "consume", "gift", "reversal"].contains(&kind.as_str()) {
+            return Err(Error::bad(
+                "kind",
+                "is one of grant, purchase, consume, gift, reversal",
+            ));
         }
         filter.insert("kind", kind);
     }

@@ -31,16 +31,19 @@ pub struct Wallet {
 #[serde(rename_all = "camelCase")]
 pub struct CurrencyBalance {
     pub code: String,
-    /// What the player can spend.
+    /// What the player can spend; below zero while a debt is open.
     pub available: i64,
     /// Promised to transactions being decided.
     pub reserved: i64,
+    /// Owed after a reversal of spent proceeds (the `debt` policy); income repays it first.
+    pub debt: i64,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemBalance {
     pub id: String,
+    /// Below zero while a debt is open (an item taken back after it was used up).
     pub count: i64,
     pub reserved: i64,
     /// `count` split into stacks of at most the item's `maxStack`.
@@ -76,6 +79,7 @@ async fn wallet(state: &Shared, player: &str) -> Result<Json<Wallet>> {
             code: currency.code.clone(),
             available: balance.available,
             reserved: balance.reserved,
+            debt: (-balance.available).max(0),
         })
     }))
     .await?;
@@ -85,7 +89,7 @@ async fn wallet(state: &Shared, player: &str) -> Result<Json<Wallet>> {
             id: item.id.clone(),
             count: balance.available,
             reserved: balance.reserved,
-            stacks: stacks(balance.available, item.max_stack),
+            stacks: stacks(balance.available.max(0), item.max_stack),
         })
     }))
     .await?;

@@ -362,3 +362,167 @@ async fn a_catalog_that_fails_validation_is_refused_and_the_running_one_stays() 
     let (_, catalog) = economy.get("/v1/catalog", As::Nobody).await;
     assert_eq!(catalog["version"], 2);
 }
+
+#[tokio::test]
+async fn a_reversal_undoes_a_transaction_once_and_cannot_itself_be_reversed() {
+    let economy = Deployment::new().replica().await;
+    let ann = unique("ann");
+    economy.grant_gold(&ann, 25).await;
+    let (_, bought) = economy
+        .post(
+            "/v1/purchases",
+            As::Player(&ann),
+            "buy",
+            json!({"offer": "potion"}),
+        )
+        .await;
+    let reversal = json!({"transaction": bought["id"], "reason": "refund", "by": "support-7"});
+    let (status, reversed) = economy
+        .send(
+            reqwest::Method::POST,
+            "/v1/admin/reversals",
+            As::Admin,
+            None,
+            Some(&reversal),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reversed}");
+    assert_eq!(reversed["kind"], "reversal");
+    assert!(
+        reversed["memo"]
+            .as_str()
+            .is_some_and(|m| m.contains("by support-7: refund")),
+        "{reversed}"
+    );
+    assert_eq!(economy.holding(&ann, "gold").await, (25, 0));
+    assert_eq!(economy.holding(&ann, "potion").await, (0, 0));
+
+    let (status, again) = economy
+        .send(
+            reqwest::Method::POST,
+            "/v1/admin/reversals",
+            As::Admin,
+            None,
+            Some(&reversal),
+        )
+        .await;
+    assert_eq!(
+        (status, &again["id"]),
+        (StatusCode::OK, &reversed["id"]),
+        "reversing is idempotent"
+    );
+    assert_eq!(economy.holding(&ann, "gold").await, (25, 0));
+    let twice = json!({"transaction": reversed["id"], "reason": "undo", "by": "support-7"});
+    let (status, _) = economy
+        .send(
+            reqwest::Method::POST,
+            "/v1/admin/reversals",
+            As::Admin,
+            None,
+            Some(&twice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = economy
+        .send(
+            reqwest::Method::POST,
+            "/v1/admin/reversals",
+            As::Service,
+            None,
+            Some(&reversal),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "admins only");
+    assert_eq!(economy.audit().await["drift"], 0);
+}
+
+#[tokio::test]
+async fn reversing_spent_proceeds_fails_claws_back_or_leaves_a_debt_as_the_policy_says() {
+    let economy = Deployment::new().replica().await;
+    let (ann, bob) = (unique("ann"), unique("bob"));
+    economy.grant_gold(&ann, 100).await;
+    let gift = |key: &'static str| {
+        economy.post(
+            "/v1/gifts",
+            As::Player(&ann),
+            key,
+            json!({"to": bob, "currency": "gold", "amount": 30}),
+        )
+    };
+    let (_, first) = gift("gift-1").await;
+    let (_, second) = gift("gift-2").await;
+    // Bob spends 50 of the 60.
+    for i in 0..5 {
+        let (status, _) = economy
+            .post(
+                "/v1/purchases",
+                As::Player(&bob),
+                &format!("spend-{i}"),
+                json!({"offer": "potion"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(economy.holding(&bob, "gold").await, (10, 0));
+    let reverse = |tx: &serde_json::Value, policy: &str| json!({"transaction": tx["id"], "reason": "chargeback", "by": "ops", "policy": policy});
+
+    let (status, answer) = economy
+        .send(
+            reqwest::Method::POST,
+            "/v1/admin/reversals",
+            As::Admin,
+            None,
+            Some(&reverse(&first, "fail")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(economy.holding(&bob, "gold").await, (10, 0));
+
+    let (status, clawed) = economy
+        .send(
+            reqwest::Method::POST,
+            "/v1/admin/reversals",
+            As::Admin,
+            None,
+            Some(&reverse(&first, "clawback")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{clawed}");
+    assert_eq!(clawed["legs"][0]["amount"], 10);
+    assert!(
+        clawed["memo"]
+            .as_str()
+            .is_some_and(|m| m.contains("shortfall: 20 c:gold")),
+        "{clawed}"
+    );
+    assert_eq!(economy.holding(&bob, "gold").await, (0, 0));
+    assert_eq!(economy.holding(&ann, "gold").await, (50, 0));
+
+    let (status, debt) = economy
+        .send(
+            reqwest::Method::POST,
+            "/v1/admin/reversals",
+            As::Admin,
+            None,
+            Some(&reverse(&second, "debt")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{debt}");
+    assert_eq!(economy.holding(&bob, "gold").await, (-30, 0));
+    let (_, wallet) = economy.get("/v1/wallet", As::Player(&bob)).await;
+    assert_eq!(wallet["currencies"][0]["debt"], 30);
+    // A debtor cannot spend, and income repays the debt first.
+    let (status, _) = economy
+        .post(
+            "/v1/gifts",
+            As::Player(&bob),
+            "from-debt",
+            json!({"to": ann, "currency": "gold", "amount": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    economy.grant_gold(&bob, 50).await;
+    assert_eq!(economy.holding(&bob, "gold").await, (20, 0));
+    let report = economy.audit().await;
+    assert_eq!(report["drift"], 0, "{report}");
+}

@@ -62,14 +62,15 @@ fn leg(asset: &str, amount: i64, from: Holder, to: Holder, limit: i64) -> Leg {
         from,
         to,
         limit,
+        debt: false,
     }
 }
 
-/// A random request: a grant, a gift, a purchase or a consumption.
+/// A random request: a grant, a gift, a purchase, a consumption or a reversal into debt.
 fn request(rng: &mut Rng) -> (String, Vec<Leg>) {
     let someone = player(rng.below(PLAYERS));
     let gold = "c:gold";
-    match rng.below(4) {
+    match rng.below(5) {
         0 => (
             "grant".into(),
             vec![leg(gold, 1 + rng.below(30) as i64, system("mint"), someone, 100)],
@@ -94,10 +95,16 @@ fn request(rng: &mut Rng) -> (String, Vec<Leg>) {
                 ),
             ],
         ),
-        _ => (
+        3 => (
             "consume".into(),
             vec![leg("i:potion", 1, someone, system("sink"), i64::MAX)],
         ),
+        // A reversal under the debt policy: the balance may go below zero.
+        _ => {
+            let mut taken = leg(gold, 1 + rng.below(40) as i64, someone, system("mint"), i64::MAX);
+            taken.debt = true;
+            ("reversal".into(), vec![taken])
+        }
     }
 }
 

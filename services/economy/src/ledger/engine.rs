@@ -488,13 +488,13 @@ pub fn apply(stage: Stage, balance: Balance, leg: &Leg) -> Result<Balance, Refus
     let mut next = balance;
     match stage {
         Stage::Reserve => {
-            if balance.available < amount {
+            if balance.available < amount && !leg.debt {
                 return Err(Refusal::Refused(format!(
                     "not enough {}: {} available, {} needed",
                     leg.asset, balance.available, amount
                 )));
             }
-            next.available -= amount;
+            next.available = balance.available.checked_sub(amount).ok_or_else(overflow)?;
             next.reserved = balance.reserved.checked_add(amount).ok_or_else(overflow)?;
         }
         Stage::Hold => {
@@ -558,6 +558,7 @@ mod tests {
             from: Holder::Player("a".into()),
             to: Holder::Player("b".into()),
             limit,
+            debt: false,
         }
     }
 
@@ -579,6 +580,23 @@ mod tests {
             apply(Stage::Reserve, balance(3, 5, 0), &leg(4, 100)),
             Err(Refusal::Refused(reason)) if reason == "not enough c:gold: 3 available, 4 needed"
         ));
+    }
+
+    #[test]
+    fn a_debt_leg_may_take_a_balance_below_zero_and_income_repays_it_first() {
+        let debt = Leg {
+            debt: true,
+            ..leg(10, 100)
+        };
+        let reserved = apply(Stage::Reserve, balance(4, 0, 0), &debt).expect("debt allowed");
+        assert_eq!(reserved, balance(-6, 10, 0));
+        let settled = apply(Stage::Settle, reserved, &debt).expect("settle");
+        assert!(matches!(
+            apply(Stage::Reserve, settled, &leg(1, 100)),
+            Err(Refusal::Refused(_))
+        ));
+        let held = apply(Stage::Hold, settled, &leg(8, 100)).expect("hold");
+        assert_eq!(apply(Stage::Credit, held, &leg(8, 100)), Ok(balance(2, 0, 0)));
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct Leg {
     /// maximum count, an offer's purchase limit). Held against incoming value before the
     /// transaction commits, so it holds under any concurrency.
     pub limit: i64,
+    /// Whether the paying player may go below zero: a reversal under the `debt` policy. The
+    /// negative balance is the debt; later income repays it first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub debt: bool,
 }
 
 /// A client's request to move value: one or more legs that all apply or none does. Stored under

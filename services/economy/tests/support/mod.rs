@@ -130,6 +130,7 @@ impl Deployment {
             admin_key: ADMIN_KEY.into(),
             recovery_grace_seconds: 30,
             recovery_interval_seconds: 1,
+            reversal_policy: flotilla_economy::reversals::Policy::Fail,
             audit_interval_seconds: 0,
         }
     }
