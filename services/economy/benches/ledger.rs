@@ -91,6 +91,7 @@ fn transaction(id: String, kind: &str, legs: Vec<Leg>) -> Transaction {
         players,
         at_ms: now_ms(),
         finished: false,
+        flag: None,
     }
 }
 

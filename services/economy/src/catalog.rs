@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fraud::FraudRules;
 use crate::{Error, Result};
 
 /// The most any one leg moves, and the most any account may hold: far from `i64::MAX`, so sums
@@ -25,6 +26,9 @@ pub struct Catalog {
     pub items: Vec<Item>,
     #[serde(default)]
     pub offers: Vec<Offer>,
+    /// Fraud rules for players' transactions ([`crate::fraud`]).
+    #[serde(default)]
+    pub fraud: FraudRules,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -232,7 +236,9 @@ impl Catalog {
                 );
             }
         }
-        Ok(())
+        let known =
+            |asset: &str| (asset.starts_with("c:") || asset.starts_with("i:")) && self.limit(asset).is_some();
+        self.fraud.validate(known)
     }
 
     fn validate_bundle(&self, path: &str, bundle: &Bundle) -> Result<()> {

@@ -26,6 +26,13 @@ pub enum Error {
     KeyReused,
     #[error("{0}")]
     Conflict(String),
+    /// Not a failure: the answer for a transaction a fraud rule holds for review (202), its value
+    /// reserved meanwhile.
+    #[error("held by fraud rule {rule}")]
+    Held {
+        tx: Box<crate::ledger::model::Transaction>,
+        rule: String,
+    },
     /// The transaction was decided against (not enough funds, a limit): the same answer every time
     /// its idempotency key is sent again.
     #[error("{0}")]
@@ -74,6 +81,7 @@ impl Error {
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Held { .. } => StatusCode::ACCEPTED,
             Error::KeyReused | Error::Conflict(_) | Error::Contended { .. } => StatusCode::CONFLICT,
             Error::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Storage(flotilla_storage::Error::BadCursor) => StatusCode::BAD_REQUEST,
@@ -95,6 +103,7 @@ impl Error {
             Error::Unauthenticated(_) => "unauthenticated",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
+            Error::Held { .. } => "held",
             Error::KeyReused => "idempotency_key_reused",
             Error::Conflict(_) | Error::Contended { .. } => "conflict",
             Error::Refused(_) => "refused",
@@ -122,6 +131,13 @@ struct Detail {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
+        if let Error::Held { tx, .. } = &self {
+            return (
+                StatusCode::ACCEPTED,
+                Json(crate::transactions::TransactionView::new(tx, None)),
+            )
+                .into_response();
+        }
         let status = self.status();
         let (message, field) = match &self {
             Error::Storage(flotilla_storage::Error::BadCursor) => {

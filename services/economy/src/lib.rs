@@ -7,8 +7,8 @@
 //! - the books: [`ledger`] (transactions of legs, driven to an outcome with unique inserts only,
 //!   an auditor, and the in-memory store of the simulation tier);
 //! - HTTP surface: [`transactions`] (purchases, consumption, gifts, grants, history), [`wallet`]
-//!   (balances, the catalog), [`reversals`], [`admin`] (audit);
-//! - rules: [`catalog`] (what exists and its limits), [`caller`] (who is calling);
+//!   (balances, the catalog), [`reversals`], [`reviews`] (the fraud review queue), [`admin`] (audit);
+//! - rules: [`catalog`] (what exists and its limits), [`fraud`], [`caller`] (who is calling);
 //! - plumbing: [`extract`], [`workers`], [`metrics`], [`openapi`], [`state`], [`args`].
 
 pub mod admin;
@@ -17,10 +17,12 @@ pub mod caller;
 pub mod catalog;
 mod error;
 pub mod extract;
+pub mod fraud;
 pub mod ledger;
 pub mod metrics;
 pub mod openapi;
 pub mod reversals;
+pub mod reviews;
 pub mod state;
 pub mod transactions;
 pub mod wallet;
@@ -205,6 +207,7 @@ pub fn api(state: Shared) -> Router {
         .merge(transactions::routes())
         .merge(admin::routes())
         .merge(reversals::routes())
+        .merge(reviews::routes())
         .merge(openapi::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

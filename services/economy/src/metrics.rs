@@ -41,10 +41,19 @@ pub struct TransactionLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FraudLabels {
+    /// The rule's name from the catalog (bounded: the catalog's rules).
+    pub rule: String,
+    /// `allow`, `hold` or `deny`.
+    pub outcome: &'static str,
+}
+
 pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Family<RouteLabels, Histogram>,
     pub transactions: Family<TransactionLabels, Counter>,
+    pub fraud: Family<FraudLabels, Counter>,
     /// Value created or destroyed according to the last audit: must stay 0.
     pub audit_drift: Gauge,
     pub audit_violations: Gauge,
@@ -67,6 +76,7 @@ impl Metrics {
             requests: Family::default(),
             duration,
             transactions: Family::default(),
+            fraud: Family::default(),
             audit_drift: Gauge::default(),
             audit_violations: Gauge::default(),
             audit_unfinished: Gauge::default(),
@@ -125,6 +135,11 @@ impl Metrics {
             "flotilla_economy_catalog_refused",
             "Catalog documents refused by validation (the running one stayed)",
             metrics.catalog_refused.clone(),
+        );
+        r.register(
+            "flotilla_economy_fraud_checks",
+            "Fraud rule checks by rule and outcome",
+            metrics.fraud.clone(),
         );
         metrics
     }

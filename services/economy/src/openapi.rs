@@ -8,7 +8,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use crate::state::Shared;
-use crate::{admin, catalog, reversals, transactions, wallet};
+use crate::{admin, catalog, reversals, reviews, transactions, wallet};
 
 pub fn routes() -> Router<Shared> {
     Router::new().route("/v1/openapi.json", get(|| async { Json(document()) }))
@@ -64,6 +64,7 @@ fn write(summary: &str, auth: &str, body: &str) -> Value {
         "description": "the same key and body answer the stored result; bound for as long as the ledger is kept",
         "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_.:-]+$"},
     }]);
+    operation["responses"]["202"] = json!({"description": "held by a fraud rule for review; its value is reserved", "content": {"application/json": {"schema": reference("Transaction")}}});
     operation["responses"]["409"] = error("this idempotency key was used for a different request");
     operation["responses"]["422"] =
         error("refused (not enough funds, a limit); the same answer on every retry");
@@ -81,6 +82,18 @@ fn reversal() -> Value {
     );
     operation["responses"]["409"] = error("a reversal, or a transaction that was not committed");
     operation["responses"]["422"] = error("the proceeds were spent and the policy is `fail`");
+    operation
+}
+
+/// A review: answered with the transaction's outcome; 409 when it was reviewed already.
+fn review() -> Value {
+    let mut operation = op(
+        "Approve or reject a held transaction",
+        "admin",
+        "ReviewRequest",
+        "Transaction",
+    );
+    operation["responses"]["409"] = error("reviewed already: the first review stands");
     operation
 }
 
@@ -129,6 +142,11 @@ pub fn document() -> Value {
             "/v1/players/{player}/transactions": {"get": with_parameters(op("A player's transactions, newest first", "service", "", "TransactionPage"), history_parameters(true))},
             "/v1/admin/audit": {"post": op("Recompute the books from every record", "admin", "", "Audit")},
             "/v1/admin/reversals": {"post": reversal()},
+            "/v1/admin/reviews": {"get": with_parameters(op("Transactions held by fraud rules, oldest first", "admin", "", "TransactionPage"), json!([
+                {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "maximum": u32::MAX}},
+                {"name": "cursor", "in": "query", "required": false, "schema": {"type": "string"}},
+            ]))},
+            "/v1/admin/reviews/{tx}": {"post": with_parameters(review(), json!([{"name": "tx", "in": "path", "required": true, "schema": {"type": "string"}}]))},
             "/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "the OpenAPI document"}}}},
         },
         "components": {
@@ -154,6 +172,7 @@ fn schemas() -> Value {
         ("Transaction", schema::<transactions::TransactionView>()),
         ("Audit", schema::<admin::AuditAnswer>()),
         ("ReversalRequest", schema::<reversals::ReversalRequest>()),
+        ("ReviewRequest", schema::<reviews::ReviewRequest>()),
     ];
     for (name, schema) in entries {
         schemas.insert(name.to_owned(), schema);
@@ -168,6 +187,7 @@ fn schemas() -> Value {
     generator.subschema_for::<transactions::TransactionView>();
     generator.subschema_for::<admin::AuditAnswer>();
     generator.subschema_for::<reversals::ReversalRequest>();
+    generator.subschema_for::<reviews::ReviewRequest>();
     for (name, schema) in generator.take_definitions(true) {
         schemas.entry(name).or_insert(schema);
     }
@@ -192,8 +212,9 @@ fn schemas() -> Value {
 mod tests {
     use super::*;
 
-    const SOURCES: [&str; 6] = [
+    const SOURCES: [&str; 7] = [
         include_str!("wallet.rs"),
+        include_str!("reviews.rs"),
         include_str!("reversals.rs"),
         include_str!("transactions.rs"),
         include_str!("admin.rs"),

@@ -124,6 +124,7 @@ async fn reverse(
             players,
             at_ms: ledger.now_ms(),
             finished: false,
+            flag: None,
         };
         let settled = ledger.submit(tx).await?;
         if settled.outcome.committed {

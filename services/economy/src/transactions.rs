@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::caller::{PlayerCaller, ServiceCaller};
 use crate::catalog::{Catalog, MAX_AMOUNT, currency_asset, item_asset, offer_asset};
 use crate::extract::{IdempotencyKey, JsonBody, QueryParams};
+use crate::fraud;
 use crate::ledger::model::{Holder, Leg, Outcome, Transaction};
+use crate::ledger::store::LedgerStore;
 use crate::metrics::TransactionLabels;
 use crate::state::Shared;
 use crate::{Error, Result};
@@ -80,7 +82,8 @@ pub struct TransactionView {
     pub id: String,
     pub kind: String,
     pub memo: String,
-    /// `committed`, `voided`, or `pending` while it is being decided.
+    /// `committed`, `voided`, `held` while a fraud rule holds it for review, or `pending` while
+    /// it is being decided.
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -99,17 +102,24 @@ pub struct LegView {
 
 impl TransactionView {
     pub fn new(tx: &Transaction, outcome: Option<&Outcome>) -> Self {
-        let state = match outcome {
-            Some(outcome) if outcome.committed => "committed",
-            Some(_) => "voided",
-            None => "pending",
+        let held = tx.flag.as_ref().filter(|flag| !flag.deny);
+        let state = match (outcome, held) {
+            (Some(outcome), _) if outcome.committed => "committed",
+            (Some(_), _) => "voided",
+            (None, Some(_)) => "held",
+            (None, None) => "pending",
+        };
+        let reason = match (outcome, held) {
+            (Some(outcome), _) => outcome.reason.clone(),
+            (None, Some(flag)) => Some(format!("held by fraud rule {}", flag.rule)),
+            (None, None) => None,
         };
         Self {
             id: tx.id.clone(),
             kind: tx.kind.clone(),
             memo: tx.memo.clone(),
             state,
-            reason: outcome.and_then(|o| o.reason.clone()),
+            reason,
             legs: tx
                 .legs
                 .iter()
@@ -333,8 +343,14 @@ async fn submit<B: Serialize>(
         .collect();
     players.sort();
     players.dedup();
+    let id = Transaction::id_for(caller, key);
+    // Fraud rules judge players' own transactions, once: a retry follows the stored verdict.
+    let flag = match (caller == "service", state.ledger.store().transaction(&id).await?) {
+        (false, None) => fraud::check(state, &state.catalog().fraud, caller, kind, &legs).await?,
+        (_, stored) => stored.and_then(|tx| tx.flag),
+    };
     let tx = Transaction {
-        id: Transaction::id_for(caller, key),
+        id,
         request_hash: request_hash(kind, &body),
         kind: kind.to_owned(),
         memo,
@@ -342,6 +358,7 @@ async fn submit<B: Serialize>(
         players,
         at_ms: state.ledger.now_ms(),
         finished: false,
+        flag,
     };
     let settled = state.ledger.submit(tx).await?;
     let outcome = if settled.outcome.committed {

@@ -18,7 +18,7 @@ use flotilla_economy::Error;
 use flotilla_economy::ledger::audit::audit;
 use flotilla_economy::ledger::engine::{Ledger, Settled};
 use flotilla_economy::ledger::memory::{MemoryStore, Rng};
-use flotilla_economy::ledger::model::{Holder, Leg, Transaction};
+use flotilla_economy::ledger::model::{Flag, Holder, Leg, Review, Transaction};
 
 type Task<'a> = Pin<Box<dyn Future<Output = Result<Settled, Error>> + 'a>>;
 
@@ -124,6 +124,7 @@ fn transaction(caller: &str, key: &str, kind: String, legs: Vec<Leg>, at_ms: i64
         players,
         at_ms,
         finished: false,
+        flag: None,
     }
 }
 
@@ -156,7 +157,20 @@ fn simulate(seed: u64) -> Result<usize, String> {
         if reused {
             body = request(&mut rng);
         }
-        let tx = transaction("caller", &key, body.0, body.1, time.load(Ordering::Relaxed));
+        let mut tx = transaction("caller", &key, body.0, body.1, time.load(Ordering::Relaxed));
+        // Fraud rules: some transactions are held for review, a few denied (as the key's first
+        // request was judged: a retry follows the stored verdict).
+        tx.flag = match key[1..].parse::<u64>().unwrap_or(0) % 7 {
+            0 | 1 => Some(Flag {
+                rule: "velocity".into(),
+                deny: false,
+            }),
+            2 => Some(Flag {
+                rule: "threshold".into(),
+                deny: true,
+            }),
+            _ => None,
+        };
         let ledger = &replicas[rng.below(3) as usize];
         tasks.push((key, Some(tx.request_hash.clone()), Box::pin(ledger.submit(tx))));
     }
@@ -170,6 +184,12 @@ fn simulate(seed: u64) -> Result<usize, String> {
         if rng.chance(15) {
             let ledger = &replicas[rng.below(3) as usize];
             tasks.push(("recovery".into(), None, Box::pin(recover_once(ledger))));
+        }
+        if rng.chance(15) {
+            let ledger = &replicas[rng.below(3) as usize];
+            let key = format!("k{}", rng.below(requests * 2 / 3 + 1));
+            let review = review(&key, rng.chance(500));
+            tasks.push(("review".into(), None, Box::pin(ledger.review(review))));
         }
         let index = rng.below(tasks.len() as u64) as usize;
         if rng.chance(crash_per_mille) {
@@ -186,15 +206,23 @@ fn simulate(seed: u64) -> Result<usize, String> {
         }
     }
 
-    // Recovery finishes whatever crashes and failures left open.
+    // Recovery finishes whatever crashes and failures left open (a held transaction that crashed
+    // before joining the review queue joins it then), and admins review whatever is held.
     store.heal();
-    let mut recovery = Box::pin(replicas[0].recover(i64::MAX, 1_000));
-    let recovered = loop {
-        if let Poll::Ready(result) = recovery.as_mut().poll(&mut context) {
-            break result;
+    for _ in 0..3 {
+        let mut recovery = Box::pin(replicas[0].recover(i64::MAX, 1_000));
+        let recovered = loop {
+            if let Poll::Ready(result) = recovery.as_mut().poll(&mut context) {
+                break result;
+            }
+        };
+        recovered.map_err(|error| format!("recovery failed: {error}"))?;
+        for id in store.holds() {
+            let key = id.trim_start_matches("caller:").to_owned();
+            let mut reviewing = Box::pin(replicas[0].review(review(&key, rng.chance(500))));
+            while reviewing.as_mut().poll(&mut context).is_pending() {}
         }
-    };
-    recovered.map_err(|error| format!("recovery failed: {error}"))?;
+    }
     let books = store.books();
     let report = audit(&books);
     if !report.is_clean() || !report.is_settled() {
@@ -230,6 +258,7 @@ fn simulate(seed: u64) -> Result<usize, String> {
                     ));
                 }
             }
+            Err(Error::Held { .. }) if tx.flag.as_ref().is_some_and(|flag| !flag.deny) => {}
             Err(Error::KeyReused) if hash != tx.request_hash => {}
             Err(Error::KeyReused) => return Err(format!("{key} refused as reused with its own body")),
             Err(error) => return Err(format!("{key} failed: {error}")),
@@ -241,6 +270,16 @@ fn simulate(seed: u64) -> Result<usize, String> {
         }
     }
     Ok(steps)
+}
+
+fn review(key: &str, approved: bool) -> Review {
+    Review {
+        tx: Transaction::id_for("caller", key),
+        approved,
+        by: "sim".into(),
+        reason: "seeded".into(),
+        at_ms: 0,
+    }
 }
 
 async fn recover_once(ledger: &Ledger<MemoryStore>) -> Result<Settled, Error> {

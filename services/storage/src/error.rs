@@ -48,17 +48,23 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Whether the failure was in transport (a dropped connection, no server reachable) rather than
-    /// an answer from the server: the operation may or may not have landed.
+    /// Whether the failure was in transport (a dropped connection, no server reachable) or the
+    /// store was momentarily busy, rather than an answer about the operation: it may be retried,
+    /// and whether it landed must be read back. FerretDB on SQLite answers a write that met
+    /// SQLite's write lock with `InternalError` "database is locked (SQLITE_BUSY)".
     pub fn is_transient(&self) -> bool {
         use mongodb::error::ErrorKind;
         match self {
-            Error::Mongo(error) => matches!(
-                *error.kind,
+            Error::Mongo(error) => match &*error.kind {
                 ErrorKind::Io(_)
-                    | ErrorKind::ConnectionPoolCleared { .. }
-                    | ErrorKind::ServerSelection { .. }
-            ),
+                | ErrorKind::ConnectionPoolCleared { .. }
+                | ErrorKind::ServerSelection { .. } => true,
+                ErrorKind::Command(command) => command.message.contains("SQLITE_BUSY"),
+                ErrorKind::Write(mongodb::error::WriteFailure::WriteError(write)) => {
+                    write.message.contains("SQLITE_BUSY")
+                }
+                _ => false,
+            },
             _ => false,
         }
     }

@@ -21,8 +21,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::ledger::model::{
-    Balance, Flow, Holder, Leg, Outcome, Posting, Side, Slot, Stage, Transaction, account_key, posting_id,
-    slot_ref,
+    Balance, Flow, Hold, Holder, Leg, Outcome, Posting, Review, Side, Slot, Stage, Transaction, account_key,
+    posting_id, slot_ref,
 };
 use crate::ledger::store::{Insert, LedgerStore};
 use crate::{Error, Result};
@@ -127,10 +127,15 @@ impl<S: LedgerStore> Ledger<S> {
     /// connection); returns how many it drove.
     pub async fn recover(&self, before_ms: i64, limit: usize) -> Result<usize> {
         let unfinished = self.store.unfinished(before_ms, limit).await?;
+        let mut driven = 0;
         for tx in &unfinished {
-            self.drive(tx, true).await?;
+            match self.drive(tx, true).await {
+                Ok(_) => driven += 1,
+                Err(Error::Held { .. }) => {} // waiting for an admin, its value reserved
+                Err(error) => return Err(error),
+            }
         }
-        Ok(unfinished.len())
+        Ok(driven)
     }
 
     /// The transaction's outcome once settled, or `None` while it is still open.
@@ -159,15 +164,82 @@ impl<S: LedgerStore> Ledger<S> {
         let outcome = match self.store.outcome(&tx.id).await? {
             Some(outcome) => outcome,
             None => {
-                let decision = self.open_all(tx, careful, &mut opened).await?;
+                let decision = match &tx.flag {
+                    Some(flag) if flag.deny => self.voided(tx, format!("denied by fraud rule {}", flag.rule)),
+                    Some(flag) => self.reviewed(tx, &flag.rule, careful, &mut opened).await?,
+                    None => self.open_all(tx, careful, &mut opened).await?,
+                };
                 self.decide(decision).await?
             }
         };
         self.close_all(tx, &outcome, &opened).await?;
         self.store.mark_finished(&tx.id).await?;
+        if tx.flag.is_some() {
+            self.store.delete_hold(&tx.id).await?;
+        }
         let mut tx = tx.clone();
         tx.finished = true;
         Ok(Settled { tx, outcome })
+    }
+
+    /// A held transaction's decision: its openings reserve its value, then it waits in the review
+    /// queue ([`Error::Held`]) until an admin's [`Review`] approves (commit) or rejects (void) it.
+    async fn reviewed(
+        &self,
+        tx: &Transaction,
+        rule: &str,
+        careful: bool,
+        opened: &mut HashSet<(usize, Side)>,
+    ) -> Result<Outcome> {
+        let held = || Error::Held {
+            tx: Box::new(tx.clone()),
+            rule: rule.to_owned(),
+        };
+        let review = self.store.review(&tx.id).await?;
+        if review.is_none() && self.store.hold(&tx.id).await?.is_some() {
+            return Err(held()); // opened already, still waiting
+        }
+        let decision = self.open_all(tx, careful, opened).await?;
+        match review {
+            _ if !decision.committed => Ok(decision),
+            Some(review) if review.approved => Ok(decision),
+            Some(review) => Ok(self.voided(
+                tx,
+                format!("rejected in review by {}: {}", review.by, review.reason),
+            )),
+            None => {
+                let hold = Hold {
+                    tx: tx.id.clone(),
+                    at_ms: self.now_ms(),
+                };
+                self.store.insert_hold(&hold).await?;
+                Err(held())
+            }
+        }
+    }
+
+    /// Records an admin's decision on a held transaction and drives it to its outcome. The first
+    /// review stands: a second is [`Error::Conflict`].
+    pub async fn review(&self, review: Review) -> Result<Settled> {
+        let tx = self
+            .store
+            .transaction(&review.tx)
+            .await?
+            .filter(|tx| tx.flag.as_ref().is_some_and(|flag| !flag.deny))
+            .ok_or(Error::NotFound("held transaction"))?;
+        if self.store.insert_review(&review).await? == Insert::Duplicate {
+            return Err(Error::Conflict("this transaction was reviewed already".into()));
+        }
+        self.drive(&tx, true).await
+    }
+
+    fn voided(&self, tx: &Transaction, reason: String) -> Outcome {
+        Outcome {
+            tx: tx.id.clone(),
+            committed: false,
+            reason: Some(reason),
+            at_ms: self.now_ms(),
+        }
     }
 
     async fn open_all(
@@ -427,7 +499,12 @@ impl<S: LedgerStore> Ledger<S> {
     async fn read_head(&self, key: &str, from: Option<Posting>) -> Result<Option<Posting>> {
         let mut newest = match from.or_else(|| self.remembered(key)) {
             Some(posting) => Some(posting),
-            None => self.store.newest_posting(key).await?,
+            // Positions fill in order from 1: an account without one is empty, and most accounts
+            // a replica has not seen are new. Only an old one needs the index (a scan on FerretDB).
+            None => match self.store.posting(&posting_id(key, 1)).await? {
+                None => return Ok(None),
+                Some(_) => self.store.newest_posting(key).await?,
+            },
         };
         loop {
             let next = newest.as_ref().map_or(1, |posting| posting.seq + 1);

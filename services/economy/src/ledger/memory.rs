@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use crate::ledger::audit::Books;
-use crate::ledger::model::{Flow, Outcome, Posting, Transaction};
+use crate::ledger::model::{Flow, Hold, Outcome, Posting, Review, Transaction};
 use crate::ledger::store::{Insert, LedgerStore};
 use crate::{Error, Result};
 
@@ -52,6 +52,8 @@ struct State {
     postings: BTreeMap<String, Posting>,
     references: BTreeMap<String, String>,
     flows: BTreeMap<String, Flow>,
+    holds: BTreeMap<String, Hold>,
+    reviews: BTreeMap<String, Review>,
 }
 
 /// The store, shared by the drivers of one simulation.
@@ -82,6 +84,11 @@ impl MemoryStore {
     /// From now on, calls never fail (recovery at the end of a simulation).
     pub fn heal(&self) {
         lock(&self.faults).per_mille = 0;
+    }
+
+    /// The transactions waiting for review.
+    pub fn holds(&self) -> Vec<String> {
+        lock(&self.state).holds.keys().cloned().collect()
     }
 
     /// Everything stored, for the auditor.
@@ -240,5 +247,29 @@ impl LedgerStore for MemoryStore {
     async fn insert_flow(&self, flow: &Flow) -> Result<Insert> {
         self.call(|state| insert(&mut state.flows, &flow.reference, flow))
             .await
+    }
+
+    async fn insert_hold(&self, hold: &Hold) -> Result<Insert> {
+        self.call(|state| insert(&mut state.holds, &hold.tx, hold)).await
+    }
+
+    async fn hold(&self, tx: &str) -> Result<Option<Hold>> {
+        self.call(|state| state.holds.get(tx).cloned()).await
+    }
+
+    async fn delete_hold(&self, tx: &str) -> Result<()> {
+        self.call(|state| {
+            state.holds.remove(tx);
+        })
+        .await
+    }
+
+    async fn insert_review(&self, review: &Review) -> Result<Insert> {
+        self.call(|state| insert(&mut state.reviews, &review.tx, review))
+            .await
+    }
+
+    async fn review(&self, tx: &str) -> Result<Option<Review>> {
+        self.call(|state| state.reviews.get(tx).cloned()).await
     }
 }

@@ -61,6 +61,37 @@ pub struct Transaction {
     pub at_ms: i64,
     /// Set once both sides of every leg are closed; the recovery worker looks for unfinished ones.
     pub finished: bool,
+    /// A fraud rule that fired on it: it waits for review (`hold`) or is voided (`deny`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<Flag>,
+}
+
+/// The fraud rule that fired on a transaction, and what it does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flag {
+    pub rule: String,
+    /// Voided at once; otherwise held for review.
+    pub deny: bool,
+}
+
+/// A held transaction in the review queue: its value reserved, waiting for an admin. Deleted once
+/// the transaction is finished.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hold {
+    #[serde(rename = "_id")]
+    pub tx: String,
+    pub at_ms: i64,
+}
+
+/// An admin's decision on a held transaction, inserted once: the first review stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Review {
+    #[serde(rename = "_id")]
+    pub tx: String,
+    pub approved: bool,
+    pub by: String,
+    pub reason: String,
+    pub at_ms: i64,
 }
 
 impl Transaction {

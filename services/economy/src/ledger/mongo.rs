@@ -8,7 +8,7 @@ use mongodb::IndexModel;
 use mongodb::bson::doc;
 
 use crate::ledger::audit::Books;
-use crate::ledger::model::{Flow, Outcome, Posting, Transaction};
+use crate::ledger::model::{Flow, Hold, Outcome, Posting, Review, Transaction};
 use crate::ledger::store::{Insert, LedgerStore};
 use crate::{Error, Result};
 
@@ -40,12 +40,26 @@ impl Model for Flow {
     const COLLECTION: &'static str = "economy_flows";
 }
 
+impl Model for Hold {
+    const COLLECTION: &'static str = "economy_holds";
+
+    fn indexes() -> Vec<IndexModel> {
+        vec![index("queue", doc! {"at_ms": 1})]
+    }
+}
+
+impl Model for Review {
+    const COLLECTION: &'static str = "economy_reviews";
+}
+
 #[derive(Clone)]
 pub struct MongoLedger {
     pub transactions: Store<Transaction>,
     outcomes: Store<Outcome>,
     postings: Store<Posting>,
     flows: Store<Flow>,
+    pub holds: Store<Hold>,
+    reviews: Store<Review>,
 }
 
 impl MongoLedger {
@@ -55,6 +69,8 @@ impl MongoLedger {
             outcomes: mongo.store(),
             postings: mongo.store(),
             flows: mongo.store(),
+            holds: mongo.store(),
+            reviews: mongo.store(),
         }
     }
 
@@ -63,6 +79,8 @@ impl MongoLedger {
         self.outcomes.ensure_indexes().await?;
         self.postings.ensure_indexes().await?;
         self.flows.ensure_indexes().await?;
+        self.holds.ensure_indexes().await?;
+        self.reviews.ensure_indexes().await?;
         Ok(())
     }
 
@@ -151,5 +169,26 @@ impl LedgerStore for MongoLedger {
 
     async fn insert_flow(&self, flow: &Flow) -> Result<Insert> {
         inserted(self.flows.insert(flow).await)
+    }
+
+    async fn insert_hold(&self, hold: &Hold) -> Result<Insert> {
+        inserted(self.holds.insert(hold).await)
+    }
+
+    async fn hold(&self, tx: &str) -> Result<Option<Hold>> {
+        Ok(self.holds.get(tx).await?)
+    }
+
+    async fn delete_hold(&self, tx: &str) -> Result<()> {
+        self.holds.delete_one(doc! {"_id": tx}).await?;
+        Ok(())
+    }
+
+    async fn insert_review(&self, review: &Review) -> Result<Insert> {
+        inserted(self.reviews.insert(review).await)
+    }
+
+    async fn review(&self, tx: &str) -> Result<Option<Review>> {
+        Ok(self.reviews.get(tx).await?)
     }
 }

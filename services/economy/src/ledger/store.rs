@@ -6,7 +6,7 @@
 use std::future::Future;
 
 use crate::Result;
-use crate::ledger::model::{Flow, Outcome, Posting, Transaction};
+use crate::ledger::model::{Flow, Hold, Outcome, Posting, Review, Transaction};
 
 /// What an insert against a unique key did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,4 +41,11 @@ pub trait LedgerStore: Send + Sync {
     fn newest_posting(&self, key: &str) -> impl Future<Output = Result<Option<Posting>>> + Send;
 
     fn insert_flow(&self, flow: &Flow) -> impl Future<Output = Result<Insert>> + Send;
+
+    /// The review queue: held transactions, oldest first.
+    fn insert_hold(&self, hold: &Hold) -> impl Future<Output = Result<Insert>> + Send;
+    fn hold(&self, tx: &str) -> impl Future<Output = Result<Option<Hold>>> + Send;
+    fn delete_hold(&self, tx: &str) -> impl Future<Output = Result<()>> + Send;
+    fn insert_review(&self, review: &Review) -> impl Future<Output = Result<Insert>> + Send;
+    fn review(&self, tx: &str) -> impl Future<Output = Result<Option<Review>>> + Send;
 }

@@ -95,10 +95,15 @@ impl Drop for TempDir {
 
 impl Deployment {
     pub fn new() -> Self {
+        Self::with_catalog(CATALOG)
+    }
+
+    /// A deployment whose catalog document is `text`.
+    pub fn with_catalog(text: &str) -> Self {
         let dir = std::env::temp_dir().join(unique("economy-test-"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let catalog = dir.join("catalog.yaml");
-        std::fs::write(&catalog, CATALOG).expect("catalog");
+        std::fs::write(&catalog, text).expect("catalog");
         Self {
             database: unique("e"),
             namespace: unique("ns"),
