@@ -90,7 +90,6 @@ fn transaction(id: String, kind: &str, legs: Vec<Leg>) -> Transaction {
         legs,
         players,
         at_ms: now_ms(),
-        finished: false,
         flag: None,
     }
 }

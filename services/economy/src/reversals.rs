@@ -123,7 +123,6 @@ async fn reverse(
             legs,
             players,
             at_ms: ledger.now_ms(),
-            finished: false,
             flag: None,
         };
         let settled = ledger.submit(tx).await?;

@@ -57,7 +57,7 @@ async fn queue(
     let mut items = Vec::new();
     for hold in page.items {
         match store.transaction(&hold.tx).await? {
-            Some(tx) if !tx.finished => items.push(TransactionView::new(&tx, None)),
+            Some(tx) if !store.is_finished(&tx.id).await? => items.push(TransactionView::new(&tx, None)),
             _ => store.delete_hold(&hold.tx).await?,
         }
     }

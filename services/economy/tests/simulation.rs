@@ -123,7 +123,6 @@ fn transaction(caller: &str, key: &str, kind: String, legs: Vec<Leg>, at_ms: i64
         legs,
         players,
         at_ms,
-        finished: false,
         flag: None,
     }
 }

@@ -155,7 +155,7 @@ pub fn audit(books: &Books) -> Report {
     for tx in &books.transactions {
         if finished.contains(tx.id.as_str()) {
             check_finished(tx, &outcomes, &slots, &books.flows, &mut report);
-        } else if !tx.finished {
+        } else {
             report.unfinished += 1;
         }
     }

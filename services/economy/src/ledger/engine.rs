@@ -21,8 +21,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::ledger::model::{
-    Balance, Flow, Hold, Holder, Leg, Outcome, Posting, Review, Side, Slot, Stage, Transaction, account_key,
-    posting_id, slot_ref,
+    Balance, Finished, Flow, Hold, Holder, Leg, Outcome, Posting, Review, Side, Slot, Stage, Transaction,
+    account_key, posting_id, slot_ref,
 };
 use crate::ledger::store::{Insert, LedgerStore};
 use crate::{Error, Result};
@@ -143,7 +143,7 @@ impl<S: LedgerStore> Ledger<S> {
         let Some(tx) = self.store.transaction(id).await? else {
             return Ok(None);
         };
-        if !tx.finished {
+        if !self.store.is_finished(id).await? {
             return Ok(None);
         }
         let outcome = self.store.outcome(id).await?;
@@ -161,7 +161,13 @@ impl<S: LedgerStore> Ledger<S> {
     /// recovery worker): before refusing a leg, they look for another driver's opening of it.
     async fn drive(&self, tx: &Transaction, careful: bool) -> Result<Settled> {
         let mut opened = HashSet::new();
-        let outcome = match self.store.outcome(&tx.id).await? {
+        // The first driver just created the transaction: it has no outcome yet, unless recovery
+        // decided it meanwhile, and then this driver's decision loses and follows that one.
+        let stored = match careful {
+            true => self.store.outcome(&tx.id).await?,
+            false => None,
+        };
+        let outcome = match stored {
             Some(outcome) => outcome,
             None => {
                 let decision = match &tx.flag {
@@ -173,13 +179,18 @@ impl<S: LedgerStore> Ledger<S> {
             }
         };
         self.close_all(tx, &outcome, &opened).await?;
-        self.store.mark_finished(&tx.id).await?;
+        let finished = Finished {
+            tx: tx.id.clone(),
+            tx_at_ms: tx.at_ms,
+        };
+        self.store.finish(&finished).await?;
         if tx.flag.is_some() {
             self.store.delete_hold(&tx.id).await?;
         }
-        let mut tx = tx.clone();
-        tx.finished = true;
-        Ok(Settled { tx, outcome })
+        Ok(Settled {
+            tx: tx.clone(),
+            outcome,
+        })
     }
 
     /// A held transaction's decision: its openings reserve its value, then it waits in the review
@@ -429,10 +440,12 @@ impl<S: LedgerStore> Ledger<S> {
             ..
         } = *at;
         let key = account_key(player, &leg.asset);
-        let (mut head, mut fresh) = match self.remembered(&key) {
-            Some(head) => (Some(head), false),
-            None => (self.read_head(&key, None).await?, true),
-        };
+        // An account this replica has not seen is assumed new: deciding from an empty account and
+        // inserting at position 1 needs no read, and an account that is not new turns it into a
+        // duplicate (then it is read). On FerretDB a read that finds nothing scans the collection.
+        let remembered = self.remembered(&key);
+        let known = remembered.is_some();
+        let (mut head, mut fresh) = (remembered, false);
         for _ in 0..ATTEMPTS {
             let balance = head.as_ref().map(|posting| posting.balance).unwrap_or_default();
             let next = match apply(stage, balance, leg) {
@@ -482,6 +495,8 @@ impl<S: LedgerStore> Ledger<S> {
                     self.remember(&stored);
                     return Ok(Post::Posted(stored));
                 }
+                // An account this replica did not know: its newest posting by index.
+                Some(stored) if !known && stored.seq == 1 => head = self.read_head(&key, None).await?,
                 Some(stored) => head = self.read_head(&key, Some(stored)).await?,
                 None if duplicate => return Ok(Post::Filled),
                 None => head = self.read_head(&key, head).await?,

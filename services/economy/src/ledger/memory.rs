@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use crate::ledger::audit::Books;
-use crate::ledger::model::{Flow, Hold, Outcome, Posting, Review, Transaction};
+use crate::ledger::model::{Finished, Flow, Hold, Outcome, Posting, Review, Transaction};
 use crate::ledger::store::{Insert, LedgerStore};
 use crate::{Error, Result};
 
@@ -54,6 +54,7 @@ struct State {
     flows: BTreeMap<String, Flow>,
     holds: BTreeMap<String, Hold>,
     reviews: BTreeMap<String, Review>,
+    finished: BTreeMap<String, Finished>,
 }
 
 /// The store, shared by the drivers of one simulation.
@@ -95,12 +96,7 @@ impl MemoryStore {
     pub fn books(&self) -> Books {
         let state = lock(&self.state);
         Books {
-            finished: state
-                .transactions
-                .values()
-                .filter(|tx| tx.finished)
-                .map(|tx| tx.id.clone())
-                .collect(),
+            finished: state.finished.keys().cloned().collect(),
             postings: state.postings.values().cloned().collect(),
             flows: state.flows.values().cloned().collect(),
             outcomes: state.outcomes.values().cloned().collect(),
@@ -173,13 +169,15 @@ impl LedgerStore for MemoryStore {
         self.call(|state| state.transactions.get(id).cloned()).await
     }
 
-    async fn mark_finished(&self, id: &str) -> Result<()> {
+    async fn finish(&self, finished: &Finished) -> Result<()> {
         self.call(|state| {
-            if let Some(tx) = state.transactions.get_mut(id) {
-                tx.finished = true;
-            }
+            insert(&mut state.finished, &finished.tx, finished);
         })
         .await
+    }
+
+    async fn is_finished(&self, tx: &str) -> Result<bool> {
+        self.call(|state| state.finished.contains_key(tx)).await
     }
 
     async fn unfinished(&self, before_ms: i64, limit: usize) -> Result<Vec<Transaction>> {
@@ -187,7 +185,7 @@ impl LedgerStore for MemoryStore {
             let mut open: Vec<Transaction> = state
                 .transactions
                 .values()
-                .filter(|tx| !tx.finished && tx.at_ms < before_ms)
+                .filter(|tx| !state.finished.contains_key(&tx.id) && tx.at_ms < before_ms)
                 .cloned()
                 .collect();
             open.sort_by_key(|tx| tx.at_ms);

@@ -59,11 +59,20 @@ pub struct Transaction {
     /// The players whose accounts it touches: history is queried by this.
     pub players: Vec<String>,
     pub at_ms: i64,
-    /// Set once both sides of every leg are closed; the recovery worker looks for unfinished ones.
-    pub finished: bool,
     /// A fraud rule that fired on it: it waits for review (`hold`) or is voided (`deny`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flag: Option<Flag>,
+}
+
+/// Inserted once both sides of every leg of a transaction are closed: the recovery worker looks
+/// for transactions without one. An insert rather than a flag on the transaction, because on
+/// FerretDB an update by `_id` scans the collection while an insert is checked by the index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finished {
+    #[serde(rename = "_id")]
+    pub tx: String,
+    /// The transaction's `at_ms`: recovery reads markers by the same time range as transactions.
+    pub tx_at_ms: i64,
 }
 
 /// The fraud rule that fired on a transaction, and what it does.

@@ -1,5 +1,8 @@
-//! The ledger on MongoDB/FerretDB: four collections, written only by unique inserts (and the
-//! `finished` flag), so the ledger is exact on FerretDB and on a sharded MongoDB alike.
+//! The ledger on MongoDB/FerretDB: collections written only by unique inserts (and the review
+//! queue's deletes), so the ledger is exact on FerretDB and on a sharded MongoDB alike.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use flotilla_storage::model::{Model, Store, index, unique_index};
 use flotilla_storage::mongo::Mongo;
@@ -8,7 +11,7 @@ use mongodb::IndexModel;
 use mongodb::bson::doc;
 
 use crate::ledger::audit::Books;
-use crate::ledger::model::{Flow, Hold, Outcome, Posting, Review, Transaction};
+use crate::ledger::model::{Finished, Flow, Hold, Outcome, Posting, Review, Transaction};
 use crate::ledger::store::{Insert, LedgerStore};
 use crate::{Error, Result};
 
@@ -17,7 +20,7 @@ impl Model for Transaction {
 
     fn indexes() -> Vec<IndexModel> {
         vec![
-            index("unfinished", doc! {"finished": 1, "at_ms": 1}),
+            index("recovery", doc! {"at_ms": 1}),
             index("history", doc! {"players": 1, "at_ms": -1}),
         ]
     }
@@ -48,6 +51,14 @@ impl Model for Hold {
     }
 }
 
+impl Model for Finished {
+    const COLLECTION: &'static str = "economy_finished";
+
+    fn indexes() -> Vec<IndexModel> {
+        vec![index("recovery", doc! {"tx_at_ms": 1})]
+    }
+}
+
 impl Model for Review {
     const COLLECTION: &'static str = "economy_reviews";
 }
@@ -60,6 +71,10 @@ pub struct MongoLedger {
     flows: Store<Flow>,
     pub holds: Store<Hold>,
     reviews: Store<Review>,
+    finished: Store<Finished>,
+    /// Recovery's scan starts here: every transaction before it is finished or a straggler.
+    checkpoint: Arc<AtomicI64>,
+    stragglers: Arc<tokio::sync::Mutex<Vec<Transaction>>>,
 }
 
 impl MongoLedger {
@@ -71,6 +86,9 @@ impl MongoLedger {
             flows: mongo.store(),
             holds: mongo.store(),
             reviews: mongo.store(),
+            finished: mongo.store(),
+            checkpoint: Arc::new(AtomicI64::new(0)),
+            stragglers: Arc::default(),
         }
     }
 
@@ -81,6 +99,7 @@ impl MongoLedger {
         self.flows.ensure_indexes().await?;
         self.holds.ensure_indexes().await?;
         self.reviews.ensure_indexes().await?;
+        self.finished.ensure_indexes().await?;
         Ok(())
     }
 
@@ -92,16 +111,13 @@ impl MongoLedger {
     /// Everything stored, read in the order [`Books`] needs while writers run. Whole collections:
     /// the audit's cost grows with the ledger (see `docs/economy.md`).
     pub async fn books(&self) -> Result<Books> {
-        let finished = self
-            .transactions
-            .find(doc! {"finished": true}, doc! {"_id": 1}, 0)
-            .await?;
+        let finished = self.finished.find(doc! {}, doc! {"_id": 1}, 0).await?;
         let postings = self.postings.find(doc! {}, doc! {"_id": 1}, 0).await?;
         let flows = self.flows.find(doc! {}, doc! {"_id": 1}, 0).await?;
         let outcomes = self.outcomes.find(doc! {}, doc! {"_id": 1}, 0).await?;
         let transactions = self.transactions.find(doc! {}, doc! {"_id": 1}, 0).await?;
         Ok(Books {
-            finished: finished.into_iter().map(|tx| tx.id).collect(),
+            finished: finished.into_iter().map(|f| f.tx).collect(),
             postings,
             flows,
             outcomes,
@@ -127,19 +143,69 @@ impl LedgerStore for MongoLedger {
         Ok(self.transactions.get(id).await?)
     }
 
-    async fn mark_finished(&self, id: &str) -> Result<()> {
-        // The only field of a ledger document that changes, and only from false to true: a
-        // last-writer-wins set is exact here.
-        self.transactions.set(id, doc! {"finished": true}).await?;
+    async fn finish(&self, finished: &Finished) -> Result<()> {
+        inserted(self.finished.insert(finished).await)?; // a duplicate is this record
         Ok(())
     }
 
+    async fn is_finished(&self, tx: &str) -> Result<bool> {
+        Ok(self.finished.get(tx).await?.is_some())
+    }
+
+    /// Transactions before `before_ms` without a finished record, oldest first. Each round reads
+    /// the transactions after the checkpoint and the finished records of the same time range (two
+    /// range reads, compared in memory) and moves the checkpoint past them; transactions found
+    /// open are kept as stragglers and checked again each round until they finish (a held one
+    /// may wait for days), so no round reads the whole ledger again.
     async fn unfinished(&self, before_ms: i64, limit: usize) -> Result<Vec<Transaction>> {
-        let filter = doc! {"finished": false, "at_ms": {"$lt": before_ms}};
-        Ok(self
+        const BATCH: i64 = 2_000;
+        // A transaction is inserted within moments of its `at_ms`: one older than this margin
+        // before `before_ms` is surely visible to the scan.
+        const MARGIN_MS: i64 = 60_000;
+        let from = self.checkpoint.load(Ordering::Relaxed);
+        let range = doc! {"$gte": from, "$lt": before_ms};
+        let scanned = self
             .transactions
-            .find(filter, doc! {"at_ms": 1}, limit as i64)
-            .await?)
+            .find(doc! {"at_ms": range}, doc! {"at_ms": 1}, BATCH)
+            .await?;
+        let full = scanned.len() as i64 == BATCH;
+        let until = match (scanned.last(), full) {
+            (Some(last), true) => last.at_ms,
+            _ => before_ms,
+        };
+        let done: std::collections::HashSet<String> = self
+            .finished
+            .find(
+                doc! {"tx_at_ms": {"$gte": from, "$lt": until}},
+                doc! {"_id": 1},
+                0,
+            )
+            .await?
+            .into_iter()
+            .map(|f| f.tx)
+            .collect();
+        let mut stragglers = self.stragglers.lock().await;
+        let mut open = Vec::new();
+        for tx in std::mem::take(&mut *stragglers) {
+            if !self.is_finished(&tx.id).await? {
+                open.push(tx);
+            }
+        }
+        for tx in scanned
+            .into_iter()
+            .filter(|tx| tx.at_ms < until && !done.contains(&tx.id))
+        {
+            if !open.iter().any(|known| known.id == tx.id) {
+                open.push(tx);
+            }
+        }
+        open.sort_by_key(|tx| tx.at_ms);
+        // Past what was read; not past what might not be visible yet.
+        self.checkpoint
+            .fetch_max(until.min(before_ms - MARGIN_MS).max(from), Ordering::Relaxed);
+        let answer = open.iter().take(limit).cloned().collect();
+        *stragglers = open;
+        Ok(answer)
     }
 
     async fn insert_outcome(&self, outcome: &Outcome) -> Result<Insert> {

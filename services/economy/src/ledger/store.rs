@@ -6,7 +6,7 @@
 use std::future::Future;
 
 use crate::Result;
-use crate::ledger::model::{Flow, Hold, Outcome, Posting, Review, Transaction};
+use crate::ledger::model::{Finished, Flow, Hold, Outcome, Posting, Review, Transaction};
 
 /// What an insert against a unique key did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,8 +19,9 @@ pub enum Insert {
 pub trait LedgerStore: Send + Sync {
     fn insert_transaction(&self, tx: &Transaction) -> impl Future<Output = Result<Insert>> + Send;
     fn transaction(&self, id: &str) -> impl Future<Output = Result<Option<Transaction>>> + Send;
-    /// Sets [`Transaction::finished`]; setting it twice is setting it once.
-    fn mark_finished(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Records that a transaction is finished; recording it twice is recording it once.
+    fn finish(&self, finished: &Finished) -> impl Future<Output = Result<()>> + Send;
+    fn is_finished(&self, tx: &str) -> impl Future<Output = Result<bool>> + Send;
     /// Unfinished transactions created before `before_ms`, oldest first.
     fn unfinished(
         &self,
