@@ -34,6 +34,9 @@ const ATTEMPTS: usize = 64;
 /// Account heads this process remembers; past this many the memory starts afresh.
 const REMEMBERED_HEADS: usize = 200_000;
 
+/// Locks that take turns on one account within this process (an account hashes to one of them).
+const ACCOUNT_LOCKS: usize = 1024;
+
 /// Milliseconds since the epoch; the simulation passes a counter.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
@@ -45,6 +48,10 @@ pub struct Ledger<S> {
     /// that is taken (positions fill in order), so the cache saves reads without risking a wrong
     /// decision: a miss costs one duplicate insert and a re-read.
     heads: Mutex<HashMap<String, Posting>>,
+    /// Writers in this process post to one account in turn, so they never race each other for
+    /// a position: a lost race costs a duplicate insert and reads, and on FerretDB each read
+    /// scans a collection. Only writers on other replicas still race (and are still exact).
+    accounts: Vec<tokio::sync::Mutex<()>>,
 }
 
 /// A transaction and its outcome, once every slot is closed.
@@ -87,6 +94,7 @@ impl<S: LedgerStore> Ledger<S> {
             store,
             clock,
             heads: Mutex::new(HashMap::new()),
+            accounts: (0..ACCOUNT_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
 
@@ -440,6 +448,7 @@ impl<S: LedgerStore> Ledger<S> {
             ..
         } = *at;
         let key = account_key(player, &leg.asset);
+        let _turn = self.accounts[stripe(&key)].lock().await;
         // An account this replica has not seen is assumed new: deciding from an empty account and
         // inserting at position 1 needs no read, and an account that is not new turns it into a
         // duplicate (then it is read). On FerretDB a read that finds nothing scans the collection.
@@ -551,6 +560,14 @@ impl<S: LedgerStore> Ledger<S> {
             }
         }
     }
+}
+
+/// Which of the [`ACCOUNT_LOCKS`] an account takes turns on (FNV-1a of its key).
+fn stripe(key: &str) -> usize {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % ACCOUNT_LOCKS as u64) as usize
 }
 
 fn holder(leg: &Leg, side: Side) -> &Holder {
