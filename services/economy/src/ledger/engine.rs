@@ -261,37 +261,27 @@ impl<S: LedgerStore> Ledger<S> {
         }
     }
 
+    /// Opens every player side of every leg at once (they are different slots, mostly on
+    /// different accounts): a transaction waits for its slowest opening, not for their sum.
     async fn open_all(
         &self,
         tx: &Transaction,
         careful: bool,
         opened: &mut HashSet<(usize, Side)>,
     ) -> Result<Outcome> {
+        let sides: Vec<At<'_>> = player_sides(tx).collect();
+        let openings = futures::future::try_join_all(sides.iter().map(|at| self.open(at, careful))).await?;
         let mut refusal = None;
-        'legs: for (index, leg) in tx.legs.iter().enumerate() {
-            for side in [Side::Debit, Side::Credit] {
-                let Some(player) = holder(leg, side).player() else {
-                    continue;
-                };
-                let at = At {
-                    tx,
-                    index,
-                    leg,
-                    side,
-                    player,
-                };
-                match self.open(&at, careful).await? {
-                    Opening::Opened => {
-                        opened.insert((index, side));
-                    }
-                    Opening::Refused(reason) => {
-                        refusal = Some(reason);
-                        break 'legs;
-                    }
-                    Opening::Voided => {
-                        refusal = Some("voided".to_owned());
-                        break 'legs;
-                    }
+        for (at, opening) in sides.iter().zip(openings) {
+            match opening {
+                Opening::Opened => {
+                    opened.insert((at.index, at.side));
+                }
+                Opening::Refused(reason) => {
+                    refusal.get_or_insert(reason);
+                }
+                Opening::Voided => {
+                    refusal.get_or_insert_with(|| "voided".to_owned());
                 }
             }
         }
@@ -346,46 +336,42 @@ impl<S: LedgerStore> Ledger<S> {
         )))
     }
 
+    /// Closes every side at once: flows into system accounts, and each player side's closing.
     async fn close_all(
         &self,
         tx: &Transaction,
         outcome: &Outcome,
         opened: &HashSet<(usize, Side)>,
     ) -> Result<()> {
+        let mut flows = Vec::new();
         for (index, leg) in tx.legs.iter().enumerate() {
             for side in [Side::Debit, Side::Credit] {
-                match holder(leg, side) {
-                    Holder::System(name) if outcome.committed => {
-                        let amount = match side {
-                            Side::Debit => -leg.amount,
-                            Side::Credit => leg.amount,
-                        };
-                        let flow = Flow {
-                            reference: slot_ref(&tx.id, index, side, Slot::Close),
-                            tx: tx.id.clone(),
-                            leg: index as u32,
-                            holder: name.clone(),
-                            asset: leg.asset.clone(),
-                            amount,
-                            at_ms: self.now_ms(),
-                        };
-                        self.insert_flow(&flow).await?;
-                    }
-                    Holder::System(_) => {}
-                    Holder::Player(player) => {
-                        let at = At {
-                            tx,
-                            index,
-                            leg,
-                            side,
-                            player,
-                        };
-                        self.close(&at, outcome.committed, opened.contains(&(index, side)))
-                            .await?;
-                    }
+                if let (Holder::System(name), true) = (holder(leg, side), outcome.committed) {
+                    let amount = match side {
+                        Side::Debit => -leg.amount,
+                        Side::Credit => leg.amount,
+                    };
+                    flows.push(Flow {
+                        reference: slot_ref(&tx.id, index, side, Slot::Close),
+                        tx: tx.id.clone(),
+                        leg: index as u32,
+                        holder: name.clone(),
+                        asset: leg.asset.clone(),
+                        amount,
+                        at_ms: self.now_ms(),
+                    });
                 }
             }
         }
+        let sides: Vec<At<'_>> = player_sides(tx).collect();
+        let closings = sides
+            .iter()
+            .map(|at| self.close(at, outcome.committed, opened.contains(&(at.index, at.side))));
+        let (_, _) = futures::future::try_join(
+            futures::future::try_join_all(flows.iter().map(|flow| self.insert_flow(flow))),
+            futures::future::try_join_all(closings),
+        )
+        .await?;
         Ok(())
     }
 
@@ -560,6 +546,22 @@ impl<S: LedgerStore> Ledger<S> {
             }
         }
     }
+}
+
+/// Every player side of every leg of `tx`: where its postings go.
+fn player_sides(tx: &Transaction) -> impl Iterator<Item = At<'_>> {
+    tx.legs.iter().enumerate().flat_map(move |(index, leg)| {
+        [Side::Debit, Side::Credit].into_iter().filter_map(move |side| {
+            let player = holder(leg, side).player()?;
+            Some(At {
+                tx,
+                index,
+                leg,
+                side,
+                player,
+            })
+        })
+    })
 }
 
 /// Which of the [`ACCOUNT_LOCKS`] an account takes turns on (FNV-1a of its key).
