@@ -14,6 +14,9 @@ use crate::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct PlayerCaller {
     pub player: String,
+    /// When the account was created (Unix seconds), from the token; absent in tokens signed
+    /// before the player service carried it.
+    pub created: Option<i64>,
 }
 
 impl FromRequestParts<Shared> for PlayerCaller {
@@ -41,7 +44,10 @@ async fn authenticate(state: &AppState, token: &str) -> Result<PlayerCaller> {
     if revoked {
         return Err(Error::Unauthenticated("session was signed out or revoked"));
     }
-    Ok(PlayerCaller { player: claims.sub })
+    Ok(PlayerCaller {
+        player: claims.sub,
+        created: claims.created,
+    })
 }
 
 /// A game server or studio back-end, from `Authorization: Bearer <service key>`.

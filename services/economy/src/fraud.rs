@@ -34,6 +34,9 @@ pub struct Rule {
     pub threshold: Option<Threshold>,
     /// Fires on the transfer that makes more than `count` from one player to another in the window.
     pub pair: Option<Window>,
+    /// Fires on a transaction by an account younger than this many hours (by the token's
+    /// `created` claim; a token without one is not judged by this rule).
+    pub account_age_hours: Option<u32>,
     pub action: Action,
 }
 
@@ -71,12 +74,19 @@ impl FraudRules {
                 rule.velocity.is_some(),
                 rule.threshold.is_some(),
                 rule.pair.is_some(),
+                rule.account_age_hours.is_some(),
             ];
             if conditions.iter().filter(|c| **c).count() != 1 {
                 return fail(
                     format!("{index}]"),
-                    "needs exactly one of velocity, threshold, pair",
+                    "needs exactly one of velocity, threshold, pair, accountAgeHours",
                 );
+            }
+            if rule
+                .account_age_hours
+                .is_some_and(|hours| hours == 0 || hours > 24 * 365)
+            {
+                return fail(format!("{index}].accountAgeHours"), "must be 1-8760");
             }
             for (field, window) in [("velocity", &rule.velocity), ("pair", &rule.pair)] {
                 if let Some(window) = window
@@ -110,6 +120,7 @@ pub async fn check(
     state: &AppState,
     rules: &FraudRules,
     player: &str,
+    created: Option<i64>,
     kind: &str,
     legs: &[Leg],
 ) -> Result<Option<Flag>> {
@@ -134,6 +145,8 @@ pub async fn check(
                 fired |= count(state, &key, window, now_ms).await? > u64::from(window.count);
             }
             fired
+        } else if let Some(hours) = rule.account_age_hours {
+            created.is_some_and(|created| now_ms / 1000 - created < i64::from(hours) * 3600)
         } else {
             false
         };

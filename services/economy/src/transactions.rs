@@ -204,7 +204,7 @@ async fn purchase(
         legs.push(credit(&catalog, MINT, player, offer_asset(&offer.id), 1)?);
     }
     let memo = format!("offer {} (catalog v{})", offer.id, catalog.version);
-    submit(&state, player, &key, "purchase", memo, &request, legs).await
+    submit(&state, Some(&caller), &key, "purchase", memo, &request, legs).await
 }
 
 async fn consume(
@@ -222,7 +222,7 @@ async fn consume(
     let legs = vec![debit(&caller.player, SINK, item_asset(&item.id), request.amount)];
     submit(
         &state,
-        &caller.player,
+        Some(&caller),
         &key,
         "consume",
         String::new(),
@@ -273,7 +273,7 @@ async fn gift(
         debt: false,
     }];
     let memo = format!("gift to {}", request.to);
-    submit(&state, &caller.player, &key, "gift", memo, &request, legs).await
+    submit(&state, Some(&caller), &key, "gift", memo, &request, legs).await
 }
 
 async fn grant(
@@ -314,7 +314,7 @@ async fn grant(
     }
     submit(
         &state,
-        "service",
+        None,
         &key,
         "grant",
         request.reason.clone(),
@@ -325,9 +325,11 @@ async fn grant(
 }
 
 /// Records and drives the transaction; a voided one is answered 422 with its reason, every time.
+/// `caller` is the player who asked, or `None` for a game server or back-end (keys are then
+/// scoped to "service", and fraud rules do not apply).
 async fn submit<B: Serialize>(
     state: &Shared,
-    caller: &str,
+    caller: Option<&PlayerCaller>,
     key: &str,
     kind: &'static str,
     memo: String,
@@ -343,16 +345,16 @@ async fn submit<B: Serialize>(
         .collect();
     players.sort();
     players.dedup();
-    let id = Transaction::id_for(caller, key);
+    let id = Transaction::id_for(caller.map_or("service", |c| c.player.as_str()), key);
     // Fraud rules judge players' own transactions, once: a retry follows the stored verdict.
     // (Without rules, no read: on FerretDB a read that finds nothing scans the collection.)
     let rules = &state.catalog().fraud;
-    let flag = match caller == "service" || rules.rules.is_empty() {
-        true => None,
-        false => match state.ledger.store().transaction(&id).await? {
-            None => fraud::check(state, rules, caller, kind, &legs).await?,
+    let flag = match caller {
+        Some(caller) if !rules.rules.is_empty() => match state.ledger.store().transaction(&id).await? {
+            None => fraud::check(state, rules, &caller.player, caller.created, kind, &legs).await?,
             Some(stored) => stored.flag,
         },
+        _ => None,
     };
     let tx = Transaction {
         id,

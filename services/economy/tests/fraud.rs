@@ -117,3 +117,29 @@ fn a_fraud_rule_that_fails_validation_names_its_field() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_young_account_is_held_by_the_account_age_rule_and_an_old_one_is_not() {
+    let rules =
+        "\nfraud:\n  rules:\n    - {name: new-account, kind: gift, accountAgeHours: 24, action: hold}\n";
+    let economy = Deployment::with_catalog(&format!("{}{rules}", support::CATALOG))
+        .replica()
+        .await;
+    let (young, old, bob) = (unique("young"), unique("old"), unique("bob"));
+    economy.grant_gold(&young, 100).await;
+    economy.grant_gold(&old, 100).await;
+    let now = flotilla_storage::mongo::now_ms() / 1000;
+    let gift = json!({"to": bob, "currency": "gold", "amount": 10});
+    let token = support::token_created(&young, "s", 900, Some(now - 3600));
+    let (status, held) = economy
+        .post("/v1/gifts", As::Token(&token), "young-gift", gift.clone())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{held}");
+    assert_eq!(held["reason"], "held by fraud rule new-account");
+    let token = support::token_created(&old, "s", 900, Some(now - 3 * 86_400));
+    let (status, sent) = economy
+        .post("/v1/gifts", As::Token(&token), "old-gift", gift)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    assert_eq!(economy.holding(&bob, "gold").await, (10, 0));
+}

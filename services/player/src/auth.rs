@@ -601,6 +601,7 @@ fn tokens(
         sid: family.to_owned(),
         iat: now / 1000,
         exp: now / 1000 + i64::try_from(ttl).unwrap_or(i64::MAX),
+        created: Some(player.created_ms / 1000),
     };
     Ok(Tokens {
         access_token: state.tokens.sign(&claims)?,

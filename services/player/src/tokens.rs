@@ -29,6 +29,10 @@ pub struct Claims {
     /// Unix seconds.
     pub iat: i64,
     pub exp: i64,
+    /// When the account was created (Unix seconds): other services' rules on account age (the
+    /// economy's fraud checks) read it from the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -197,6 +201,7 @@ mod tests {
             sid: "s1".into(),
             iat: 0,
             exp,
+            created: None,
         }
     }
 

@@ -551,3 +551,35 @@ async fn the_atomic_writes_migration_keeps_sign_ins_and_bans_written_before_it()
         .await
         .expect(200);
 }
+
+#[tokio::test]
+async fn access_tokens_carry_the_accounts_creation_time_and_the_keys_that_verify_them_are_published() {
+    use base64::Engine;
+    let replica = Deployment::new().replica().await;
+    let device = json!({"id": format!("device-{}", name("d"))});
+    let signed_in = replica
+        .call(Method::POST, "/v1/auth/device", None, Some(device))
+        .await
+        .expect(201);
+    let token = signed_in["accessToken"].as_str().expect("token");
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url"),
+    )
+    .expect("json");
+    let created_ms = signed_in["player"]["createdMs"].as_i64().expect("createdMs");
+    assert_eq!(claims["created"], created_ms / 1000);
+
+    let keys = replica
+        .call(Method::GET, "/v1/auth/keys", None, None)
+        .await
+        .expect(200);
+    let keys: Vec<String> = serde_json::from_value(keys["keys"].clone()).expect("keys");
+    let verifier = flotilla_player::tokens::Verifier::from_public_keys(&keys).expect("keys");
+    let verified = verifier
+        .verify(token, flotilla_storage::mongo::now_ms() / 1000)
+        .expect("verified with the published keys");
+    assert_eq!(verified.created, Some(created_ms / 1000));
+}

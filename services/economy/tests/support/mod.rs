@@ -65,6 +65,11 @@ pub fn unique(prefix: &str) -> String {
 
 /// A player's access token, as the player service would sign it; `expires_in` seconds from now.
 pub fn token_for(player: &str, session: &str, expires_in: i64) -> String {
+    token_created(player, session, expires_in, None)
+}
+
+/// A token for an account created at `created` (Unix seconds).
+pub fn token_created(player: &str, session: &str, expires_in: i64, created: Option<i64>) -> String {
     let now = flotilla_storage::mongo::now_ms() / 1000;
     let claims = Claims {
         iss: ISSUER.into(),
@@ -73,6 +78,7 @@ pub fn token_for(player: &str, session: &str, expires_in: i64) -> String {
         sid: session.into(),
         iat: now,
         exp: now + expires_in,
+        created,
     };
     token_keys().sign(&claims).expect("sign")
 }
