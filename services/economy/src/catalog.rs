@@ -48,6 +48,10 @@ pub struct Currency {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Item {
     pub id: String,
+    /// Each unit is an instance with its own id and properties ([`crate::instances`]); a unique
+    /// item does not stack.
+    #[serde(default)]
+    pub unique: bool,
     /// Units of a stackable item share stacks of up to `maxStack`; others are one per stack.
     #[serde(default = "yes")]
     pub stackable: bool,
@@ -61,6 +65,7 @@ pub struct Item {
     /// Whether players may gift or trade it.
     #[serde(default)]
     pub tradeable: bool,
+    /// Shown with the item; a unique item's instances start with these.
     #[serde(default)]
     pub properties: BTreeMap<String, serde_json::Value>,
 }
@@ -172,6 +177,9 @@ impl Catalog {
         if let Some(id) = asset.strip_prefix("i:") {
             return self.item(id).map(|i| i.max_count);
         }
+        if let Some((id, _)) = crate::instances::parse_instance_asset(asset) {
+            return self.item(id).filter(|i| i.unique).map(|_| 1);
+        }
         let offer = self.offer(asset.strip_prefix("o:")?)?;
         Some(offer.purchase_limit.unwrap_or(MAX_BALANCE))
     }
@@ -203,6 +211,9 @@ impl Catalog {
             if !(1..=MAX_BALANCE).contains(&item.max_count) {
                 return fail(format!("{path}.maxCount"), "must be between 1 and 10^15");
             }
+            if item.unique && item.stackable {
+                return fail(format!("{path}.stackable"), "must be false for a unique item");
+            }
             if item.max_stack < 1 || (!item.stackable && item.max_stack != 1) {
                 return fail(
                     format!("{path}.maxStack"),
@@ -223,6 +234,17 @@ impl Catalog {
                 return fail(format!("{path}.reward"), "must give something");
             }
             self.validate_bundle(&format!("{path}.cost"), &offer.cost)?;
+            if let Some(id) = offer
+                .cost
+                .items
+                .keys()
+                .find(|id| self.item(id).is_some_and(|i| i.unique))
+            {
+                return fail(
+                    format!("{path}.cost.items.{id}"),
+                    "a unique item cannot be a price (which instance?)",
+                );
+            }
             self.validate_bundle(&format!("{path}.reward"), &offer.reward)?;
             if offer.purchase_limit.is_some_and(|limit| limit < 1) {
                 return fail(format!("{path}.purchaseLimit"), "must be at least 1");
@@ -326,6 +348,16 @@ offers:
             (
                 SAMPLE.replace("purchaseLimit: 2", "purchaseLimit: 0"),
                 "offers[0].purchaseLimit: must be at least 1",
+            ),
+            (
+                SAMPLE.replace("consumable: true", "consumable: true\n    unique: true"),
+                "items[0].stackable: must be false for a unique item",
+            ),
+            (
+                SAMPLE
+                    .replace("maxStack: 20", "stackable: false\n    unique: true")
+                    .replace("cost: {currencies: {gold: 30}}", "cost: {items: {potion: 1}}"),
+                "offers[0].cost.items.potion: a unique item cannot be a price (which instance?)",
             ),
         ];
         for (text, expected) in cases {

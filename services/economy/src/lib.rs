@@ -7,7 +7,7 @@
 //! - the books: [`ledger`] (transactions of legs, driven to an outcome with unique inserts only,
 //!   an auditor, and the in-memory store of the simulation tier);
 //! - HTTP surface: [`transactions`] (purchases, consumption, gifts, grants, history), [`wallet`]
-//!   (balances, the catalog), [`reversals`], [`reviews`] (the fraud review queue), [`admin`] (audit);
+//!   (balances, the catalog), [`instances`] (unique items), [`reversals`], [`reviews`] (the fraud review queue), [`admin`] (audit);
 //! - rules: [`catalog`] (what exists and its limits), [`fraud`], [`caller`] (who is calling);
 //! - plumbing: [`extract`], [`workers`], [`metrics`], [`openapi`], [`state`], [`args`].
 
@@ -18,6 +18,7 @@ pub mod catalog;
 mod error;
 pub mod extract;
 pub mod fraud;
+pub mod instances;
 pub mod ledger;
 pub mod metrics;
 pub mod openapi;

@@ -188,6 +188,7 @@ fn schemas() -> Value {
     generator.subschema_for::<admin::AuditAnswer>();
     generator.subschema_for::<reversals::ReversalRequest>();
     generator.subschema_for::<reviews::ReviewRequest>();
+    generator.subschema_for::<transactions::GrantRequest>();
     for (name, schema) in generator.take_definitions(true) {
         schemas.entry(name).or_insert(schema);
     }

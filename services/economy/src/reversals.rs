@@ -18,8 +18,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::caller::AdminCaller;
-use crate::catalog::MAX_BALANCE;
+use crate::catalog::{MAX_BALANCE, item_asset};
 use crate::extract::JsonBody;
+use crate::instances::parse_instance_asset;
 use crate::ledger::model::{Holder, Leg, Transaction};
 use crate::ledger::store::LedgerStore;
 use crate::state::Shared;
@@ -148,14 +149,25 @@ async fn reverse(
 
 /// The original's legs run backwards. Under `clawback`, each leg that takes value back from a
 /// player takes at most what the player has now, and the rest is reported as the shortfall.
+///
+/// A unique item's count moves with its instances ([`crate::instances`]), so its legs are not
+/// reversed on their own: each instance taken back brings one unit of the count with it.
 async fn compensate(
     state: &Shared,
     original: &Transaction,
     policy: Policy,
 ) -> Result<(Vec<Leg>, Vec<String>)> {
-    let mut legs = Vec::new();
+    let counted = |asset: &str| {
+        asset.strip_prefix("i:").is_some_and(|id| {
+            original
+                .legs
+                .iter()
+                .any(|leg| instance_of(&leg.asset) == Some(id))
+        })
+    };
+    let mut legs: Vec<Leg> = Vec::new();
     let mut shortfall = Vec::new();
-    for leg in &original.legs {
+    for leg in original.legs.iter().filter(|leg| !counted(&leg.asset)) {
         let mut amount = leg.amount;
         if let (Policy::Clawback, Holder::Player(player)) = (policy, &leg.to) {
             let balance = state.ledger.balance(player, &leg.asset).await?;
@@ -177,5 +189,29 @@ async fn compensate(
             debt: policy == Policy::Debt,
         });
     }
+    let mut counts: Vec<Leg> = Vec::new();
+    for leg in &legs {
+        let Some(id) = instance_of(&leg.asset) else {
+            continue;
+        };
+        let asset = item_asset(id);
+        match counts
+            .iter_mut()
+            .find(|c| c.asset == asset && c.from == leg.from && c.to == leg.to)
+        {
+            Some(count) => count.amount += 1,
+            None => counts.push(Leg {
+                asset,
+                amount: 1,
+                ..leg.clone()
+            }),
+        }
+    }
+    legs.extend(counts);
     Ok((legs, shortfall))
+}
+
+/// The item of an instance's asset.
+fn instance_of(asset: &str) -> Option<&str> {
+    parse_instance_asset(asset).map(|(item, _)| item)
 }

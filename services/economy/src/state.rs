@@ -4,10 +4,12 @@
 use std::sync::{Arc, RwLock};
 
 use flotilla_player::tokens::Verifier;
+use flotilla_storage::model::Store;
 use flotilla_storage::mongo::Mongo;
 
 use crate::caller::Keys;
 use crate::catalog::Catalog;
+use crate::instances::Instance;
 use crate::ledger::engine::Ledger;
 use crate::ledger::mongo::MongoLedger;
 use crate::metrics::Metrics;
@@ -17,6 +19,8 @@ pub type Shared = Arc<AppState>;
 
 pub struct AppState {
     pub ledger: Ledger<MongoLedger>,
+    /// Unique items' records: what each instance is ([`crate::instances`]).
+    pub instances: Store<Instance>,
     pub mongo: Mongo,
     pub redis: redis::aio::ConnectionManager,
     /// The player service's namespace in Redis (revoked sessions).
@@ -45,6 +49,7 @@ impl AppState {
         metrics.catalog_version.set(catalog.version as i64);
         Self {
             ledger,
+            instances: mongo.store(),
             mongo,
             redis,
             namespace,

@@ -15,9 +15,10 @@ use mongodb::bson::doc;
 use serde::{Deserialize, Serialize};
 
 use crate::caller::{PlayerCaller, ServiceCaller};
-use crate::catalog::{Catalog, MAX_AMOUNT, currency_asset, item_asset, offer_asset};
+use crate::catalog::{Catalog, Item, MAX_AMOUNT, currency_asset, item_asset, offer_asset};
 use crate::extract::{IdempotencyKey, JsonBody, QueryParams};
 use crate::fraud;
+use crate::instances::{self, Minted, NewInstance};
 use crate::ledger::model::{Holder, Leg, Outcome, Transaction};
 use crate::ledger::store::LedgerStore;
 use crate::metrics::TransactionLabels;
@@ -48,19 +49,25 @@ pub struct PurchaseRequest {
 
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// An `amount` of a stackable `item`, or the `instances` of unique items.
 pub struct ConsumeRequest {
-    pub item: String,
-    pub amount: i64,
+    pub item: Option<String>,
+    pub amount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<String>,
 }
 
-/// A gift of one currency or one item; exactly one of `currency` and `item`.
+/// A gift of an `amount` of one `currency` or one `item`, or of `instances` of unique items:
+/// exactly one of the three.
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GiftRequest {
     pub to: String,
     pub currency: Option<String>,
     pub item: Option<String>,
-    pub amount: i64,
+    pub amount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
@@ -69,8 +76,13 @@ pub struct GrantRequest {
     pub player: String,
     #[serde(default)]
     pub currencies: BTreeMap<String, i64>,
+    /// Stackable items by amount; a unique item here mints that many instances with the
+    /// catalog's properties.
     #[serde(default)]
     pub items: BTreeMap<String, i64>,
+    /// Instances of unique items with properties of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<NewInstance>,
     /// Why (a match reward, a compensation): shown in history. Up to 200 characters.
     pub reason: String,
 }
@@ -196,9 +208,14 @@ async fn purchase(
         .assets()
         .map(|(asset, amount)| debit(player, STORE, asset, amount))
         .collect();
-    for (asset, amount) in offer.reward.assets() {
+    let (stackable, unique) = split_unique(&catalog, &offer.reward.currencies, &offer.reward.items);
+    for (asset, amount) in stackable {
         legs.push(credit(&catalog, MINT, player, asset, amount)?);
     }
+    let (id, hash) = identify(Some(&caller), &key, "purchase", &request)?;
+    let minted = Minted::new(&catalog, (&id, &hash, now), MINT, player, &unique)?;
+    minted.store(&state).await?;
+    legs.extend(minted.legs);
     if offer.purchase_limit.is_some() {
         // The purchase count is an account too: its limit holds as every other one does.
         legs.push(credit(&catalog, MINT, player, offer_asset(&offer.id), 1)?);
@@ -213,13 +230,27 @@ async fn consume(
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(request): JsonBody<ConsumeRequest>,
 ) -> Result<Json<TransactionView>> {
-    check_amount("amount", request.amount)?;
-    let catalog = state.catalog();
-    let item = catalog.item(&request.item).ok_or(Error::NotFound("item"))?;
-    if !item.consumable {
-        return Err(Error::bad("item", format!("{} is not consumable", item.id)));
-    }
-    let legs = vec![debit(&caller.player, SINK, item_asset(&item.id), request.amount)];
+    let consumable = |item: &Item| match item.consumable {
+        true => Ok(()),
+        false => Err(Error::bad("item", format!("{} is not consumable", item.id))),
+    };
+    let from = Holder::Player(caller.player.clone());
+    let legs = match (&request.item, request.amount, request.instances.is_empty()) {
+        (None, None, false) => {
+            let sink = Holder::System(SINK.into());
+            instances::moving(&state, &request.instances, &from, &sink, consumable).await?
+        }
+        (Some(id), Some(amount), true) => {
+            check_amount("amount", amount)?;
+            let catalog = state.catalog();
+            let item = stackable_item(&catalog, id)?;
+            consumable(item)?;
+            vec![debit(&caller.player, SINK, item_asset(&item.id), amount)]
+        }
+        _ => {
+            return Err(Error::bad("item", "name an item and an amount, or the instances"));
+        }
+    };
     submit(
         &state,
         Some(&caller),
@@ -238,7 +269,6 @@ async fn gift(
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(request): JsonBody<GiftRequest>,
 ) -> Result<Json<TransactionView>> {
-    check_amount("amount", request.amount)?;
     if !valid_player(&request.to) {
         return Err(Error::bad("to", "is not a player id"));
     }
@@ -246,32 +276,52 @@ async fn gift(
         return Err(Error::bad("to", "a gift goes to another player"));
     }
     let catalog = state.catalog();
-    let asset = match (&request.currency, &request.item) {
-        (Some(code), None) => {
+    let tradeable = |item: &Item| match item.tradeable {
+        true => Ok(()),
+        false => Err(Error::bad("item", format!("{} cannot be gifted", item.id))),
+    };
+    let (from, to) = (
+        Holder::Player(caller.player.clone()),
+        Holder::Player(request.to.clone()),
+    );
+    let asset = match (&request.currency, &request.item, request.instances.is_empty()) {
+        (Some(code), None, true) => {
             let currency = catalog.currency(code).ok_or(Error::NotFound("currency"))?;
             if !currency.transferable {
                 return Err(Error::bad("currency", format!("{code} cannot be gifted")));
             }
-            currency_asset(code)
+            Some(currency_asset(code))
         }
-        (None, Some(id)) => {
-            let item = catalog.item(id).ok_or(Error::NotFound("item"))?;
-            if !item.tradeable {
-                return Err(Error::bad("item", format!("{id} cannot be gifted")));
-            }
-            item_asset(id)
+        (None, Some(id), true) => {
+            let item = stackable_item(&catalog, id)?;
+            tradeable(item)?;
+            Some(item_asset(id))
         }
-        _ => return Err(Error::bad("currency", "name exactly one of currency and item")),
+        (None, None, false) if request.amount.is_none() => None,
+        _ => {
+            return Err(Error::bad(
+                "currency",
+                "name exactly one of currency and item (with an amount), or the instances",
+            ));
+        }
     };
-    let limit = catalog.limit(&asset).unwrap_or(0);
-    let legs = vec![Leg {
-        asset,
-        amount: request.amount,
-        from: Holder::Player(caller.player.clone()),
-        to: Holder::Player(request.to.clone()),
-        limit,
-        debt: false,
-    }];
+    let legs = match asset {
+        None => instances::moving(&state, &request.instances, &from, &to, tradeable).await?,
+        Some(asset) => {
+            let amount = request
+                .amount
+                .ok_or_else(|| Error::bad("amount", "is required"))?;
+            check_amount("amount", amount)?;
+            vec![Leg {
+                limit: catalog.limit(&asset).unwrap_or(0),
+                asset,
+                amount,
+                from,
+                to,
+                debt: false,
+            }]
+        }
+    };
     let memo = format!("gift to {}", request.to);
     submit(&state, Some(&caller), &key, "gift", memo, &request, legs).await
 }
@@ -288,7 +338,7 @@ async fn grant(
     if request.reason.chars().count() > 200 {
         return Err(Error::bad("reason", "is longer than 200 characters"));
     }
-    if request.currencies.is_empty() && request.items.is_empty() {
+    if request.currencies.is_empty() && request.items.is_empty() && request.instances.is_empty() {
         return Err(Error::bad(
             "currencies",
             "a grant gives at least one currency or item",
@@ -310,8 +360,22 @@ async fn grant(
     for (id, amount) in &request.items {
         check_amount("items", *amount)?;
         catalog.item(id).ok_or(Error::NotFound("item"))?;
-        legs.push(credit(&catalog, MINT, &request.player, item_asset(id), *amount)?);
     }
+    let (stackable, mut unique) = split_unique(&catalog, &BTreeMap::new(), &request.items);
+    for (asset, amount) in stackable {
+        legs.push(credit(&catalog, MINT, &request.player, asset, amount)?);
+    }
+    unique.extend(request.instances.iter().cloned());
+    let (id, hash) = identify(None, &key, "grant", &request)?;
+    let minted = Minted::new(
+        &catalog,
+        (&id, &hash, state.ledger.now_ms()),
+        MINT,
+        &request.player,
+        &unique,
+    )?;
+    minted.store(&state).await?;
+    legs.extend(minted.legs);
     submit(
         &state,
         None,
@@ -336,7 +400,7 @@ async fn submit<B: Serialize>(
     request: &B,
     legs: Vec<Leg>,
 ) -> Result<Json<TransactionView>> {
-    let body = serde_json::to_vec(request).map_err(|e| Error::Invariant(e.to_string()))?;
+    let (id, request_hash) = identify(caller, key, kind, request)?;
     let mut players: Vec<String> = legs
         .iter()
         .flat_map(|leg| [leg.from.player(), leg.to.player()])
@@ -345,7 +409,6 @@ async fn submit<B: Serialize>(
         .collect();
     players.sort();
     players.dedup();
-    let id = Transaction::id_for(caller.map_or("service", |c| c.player.as_str()), key);
     // Fraud rules judge players' own transactions, once: a retry follows the stored verdict.
     // (Without rules, no read: on FerretDB a read that finds nothing scans the collection.)
     let rules = &state.catalog().fraud;
@@ -358,7 +421,7 @@ async fn submit<B: Serialize>(
     };
     let tx = Transaction {
         id,
-        request_hash: request_hash(kind, &body),
+        request_hash,
         kind: kind.to_owned(),
         memo,
         legs,
@@ -383,6 +446,57 @@ async fn submit<B: Serialize>(
         ));
     }
     Ok(Json(TransactionView::new(&settled.tx, Some(&settled.outcome))))
+}
+
+/// The id of the transaction a request makes, and the digest of the request its key is bound to.
+/// Keys are scoped by caller: a player's own, or "service" for game servers and back-ends.
+fn identify<B: Serialize>(
+    caller: Option<&PlayerCaller>,
+    key: &str,
+    kind: &str,
+    request: &B,
+) -> Result<(String, String)> {
+    let body = serde_json::to_vec(request).map_err(|e| Error::Invariant(e.to_string()))?;
+    let id = Transaction::id_for(caller.map_or("service", |c| c.player.as_str()), key);
+    Ok((id, request_hash(kind, &body)))
+}
+
+/// A bundle's assets split into those a leg moves by amount, and instances to mint for its
+/// unique items (each with the catalog's properties).
+fn split_unique(
+    catalog: &Catalog,
+    currencies: &BTreeMap<String, i64>,
+    items: &BTreeMap<String, i64>,
+) -> (Vec<(String, i64)>, Vec<NewInstance>) {
+    let bundle = crate::catalog::Bundle {
+        currencies: currencies.clone(),
+        items: items.clone(),
+    };
+    let mut stackable = Vec::new();
+    let mut unique = Vec::new();
+    for (asset, amount) in bundle.assets() {
+        match asset.strip_prefix("i:").and_then(|id| catalog.item(id)) {
+            Some(item) if item.unique => {
+                let count = amount.clamp(0, instances::MAX_PER_REQUEST as i64 + 1) as usize;
+                let new = NewInstance {
+                    item: item.id.clone(),
+                    properties: BTreeMap::new(),
+                };
+                unique.extend(std::iter::repeat_n(new, count));
+            }
+            _ => stackable.push((asset, amount)),
+        }
+    }
+    (stackable, unique)
+}
+
+/// A catalog item moved by amount: not a unique one, whose instances are named instead.
+fn stackable_item<'a>(catalog: &'a Catalog, id: &str) -> Result<&'a Item> {
+    let item = catalog.item(id).ok_or(Error::NotFound("item"))?;
+    match item.unique {
+        true => Err(Error::bad("item", format!("{id} is unique: name the instances"))),
+        false => Ok(item),
+    }
 }
 
 /// SHA-256 of the route's kind and the request body: what an idempotency key is bound to.

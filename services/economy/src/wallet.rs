@@ -1,4 +1,5 @@
-//! What players hold: balances of every currency and item in the catalog, and the catalog itself.
+//! What players hold: balances of every currency and item in the catalog (with a unique item's
+//! instances), and the catalog itself.
 
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -8,6 +9,7 @@ use serde::Serialize;
 
 use crate::caller::{PlayerCaller, ServiceCaller};
 use crate::catalog::{Catalog, currency_asset, item_asset};
+use crate::instances::{self, InstanceView};
 use crate::state::Shared;
 use crate::transactions::valid_player;
 use crate::{Error, Result};
@@ -48,6 +50,8 @@ pub struct ItemBalance {
     pub reserved: i64,
     /// `count` split into stacks of at most the item's `maxStack`.
     pub stacks: Vec<i64>,
+    /// A unique item's instances, each with its own properties; empty for other items.
+    pub instances: Vec<InstanceView>,
 }
 
 async fn catalog(State(state): State<Shared>) -> Json<Catalog> {
@@ -83,6 +87,10 @@ async fn wallet(state: &Shared, player: &str) -> Result<Json<Wallet>> {
         })
     }))
     .await?;
+    let mut held = match catalog.items.iter().any(|item| item.unique) {
+        true => instances::held(state, player).await?,
+        false => Default::default(),
+    };
     let items = try_join_all(catalog.items.iter().map(|item| async move {
         let balance = ledger.balance(player, &item_asset(&item.id)).await?;
         Ok::<_, Error>(ItemBalance {
@@ -90,16 +98,18 @@ async fn wallet(state: &Shared, player: &str) -> Result<Json<Wallet>> {
             count: balance.available,
             reserved: balance.reserved,
             stacks: stacks(balance.available.max(0), item.max_stack),
+            instances: Vec::new(),
         })
     }))
     .await?;
+    let items = items.into_iter().map(|mut balance| {
+        balance.instances = held.remove(&balance.id).unwrap_or_default();
+        balance
+    });
     Ok(Json(Wallet {
         catalog_version: catalog.version,
         currencies,
-        items: items
-            .into_iter()
-            .filter(|i| i.count > 0 || i.reserved > 0)
-            .collect(),
+        items: items.filter(|i| i.count > 0 || i.reserved > 0).collect(),
     }))
 }
 

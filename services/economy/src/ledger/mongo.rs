@@ -35,7 +35,12 @@ impl Model for Posting {
 
     fn indexes() -> Vec<IndexModel> {
         // The reference is the second unique key: a slot is filled once whatever position it lands at.
-        vec![unique_index("ref", doc! {"ref": 1}), sequence_index()]
+        vec![
+            unique_index("ref", doc! {"ref": 1}),
+            sequence_index(),
+            // A player's unique items: their accounts' postings (see `held_instances`).
+            index("instances", doc! {"player": 1, "asset": 1, "seq": -1}),
+        ]
     }
 }
 
@@ -106,6 +111,24 @@ impl MongoLedger {
     /// The outcomes of these transactions (undecided ones are missing).
     pub async fn outcomes(&self, ids: &[&str]) -> Result<Vec<Outcome>> {
         Ok(self.outcomes.get_many(ids).await?)
+    }
+
+    /// The newest posting of every instance account `player` holds or has promised
+    /// ([`crate::instances`]): the postings of the player's `u:` accounts, newest first in each.
+    pub async fn held_instances(&self, player: &str) -> Result<Vec<Posting>> {
+        let filter = doc! {"player": player, "asset": {"$gt": "u:", "$lt": "u;"}};
+        let postings = self
+            .postings
+            .find(filter, doc! {"player": 1, "asset": 1, "seq": -1}, 0)
+            .await?;
+        let mut newest: Vec<Posting> = Vec::new();
+        for posting in postings {
+            if newest.last().is_none_or(|last| last.key != posting.key) {
+                newest.push(posting);
+            }
+        }
+        newest.retain(|posting| posting.balance.available + posting.balance.reserved > 0);
+        Ok(newest)
     }
 
     /// Everything stored, read in the order [`Books`] needs while writers run. Whole collections:

@@ -32,6 +32,13 @@ items:
     tradeable: true
   - id: sword
     stackable: false
+  - id: relic
+    unique: true
+    stackable: false
+    maxCount: 3
+    consumable: true
+    tradeable: true
+    properties: {rarity: common, level: 1}
 offers:
   - id: potion
     cost: {currencies: {gold: 10}}
@@ -40,6 +47,9 @@ offers:
     cost: {currencies: {gold: 1}}
     reward: {currencies: {gems: 5}}
     purchaseLimit: 3
+  - id: relic-box
+    cost: {currencies: {gold: 5}}
+    reward: {items: {relic: 1}}
 "#;
 
 fn env(name: &str) -> String {
@@ -315,7 +325,7 @@ pub async fn writer(
         let player = &players[rng.below(players.len() as u64) as usize];
         let other = &players[rng.below(players.len() as u64) as usize];
         let key = format!("w{writer}-{n}");
-        let (path, caller, body, auth) = match rng.below(10) {
+        let (path, caller, body, auth) = match rng.below(12) {
             0..=1 => (
                 "/v1/grants",
                 "service".to_owned(),
@@ -335,6 +345,22 @@ pub async fn writer(
                 serde_json::json!({"offer": if rng.chance(200) { "starter" } else { "potion" }}),
                 token_for(player, "soak", 3600),
             ),
+            10 => (
+                "/v1/grants",
+                "service".to_owned(),
+                serde_json::json!({"player": player, "instances": [{"item": "relic", "properties": {"writer": writer}}], "reason": "soak"}),
+                SERVICE_KEY.to_owned(),
+            ),
+            11 if other != player => match held_relic(&http, &base, player).await {
+                Some(relic) => (
+                    "/v1/gifts",
+                    player.clone(),
+                    serde_json::json!({"to": other, "instances": [relic]}),
+                    token_for(player, "soak", 3600),
+                ),
+                None => continue,
+            },
+            11 => continue,
             _ => (
                 "/v1/consumptions",
                 player.clone(),
@@ -355,6 +381,25 @@ pub async fn writer(
         }
     }
     acks
+}
+
+/// One of the relics `player` holds, or `None` (also when the service does not answer).
+async fn held_relic(http: &reqwest::Client, base: &str, player: &str) -> Option<String> {
+    let wallet: Value = http
+        .get(format!("{base}/v1/players/{player}/wallet"))
+        .bearer_auth(SERVICE_KEY)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let relic = wallet["items"]
+        .as_array()?
+        .iter()
+        .find(|item| item["id"] == "relic")?;
+    let instance = relic["instances"].as_array()?.first()?;
+    instance["id"].as_str().map(str::to_owned)
 }
 
 /// Sends until the service answers 200 or 422 (`Some(committed)`), or gives up after the deadline
@@ -422,17 +467,45 @@ pub fn check_books(books: &flotilla_economy::ledger::audit::Books, acks: &[Ack])
         let held = posting.balance.available + posting.balance.reserved + posting.balance.incoming;
         let limit = match posting.asset.as_str() {
             "i:potion" => 10,
+            "i:relic" => 3,
             "o:starter" => 3,
+            unique if unique.starts_with("u:") => 1,
             _ => i64::MAX,
         };
         assert!(held <= limit, "{} held {held}", posting.id);
     }
+    // A unique item's count is the instances held, player by player.
+    let mut newest: std::collections::HashMap<&str, &flotilla_economy::ledger::model::Posting> =
+        std::collections::HashMap::new();
+    for posting in &books.postings {
+        let entry = newest.entry(posting.key.as_str()).or_insert(posting);
+        if posting.seq > entry.seq {
+            *entry = posting;
+        }
+    }
+    let mut relics: std::collections::HashMap<&str, (i64, i64)> = std::collections::HashMap::new();
+    for posting in newest.values() {
+        let held = posting.balance.available + posting.balance.reserved;
+        let entry = relics.entry(posting.player.as_str()).or_default();
+        match posting.asset.as_str() {
+            "i:relic" => entry.0 += held,
+            asset if asset.starts_with("u:relic:") => entry.1 += held,
+            _ => {}
+        }
+    }
+    for (player, (count, instances)) in relics {
+        assert_eq!(count, instances, "{player}'s relic count is not the relics held");
+    }
     let committed = books.outcomes.iter().filter(|o| o.committed).count();
+    let (instances, totals): (Vec<_>, Vec<_>) = report
+        .totals
+        .iter()
+        .partition(|(asset, _)| asset.starts_with("u:"));
     eprintln!(
-        "{} transactions ({committed} committed), {} postings, {} acknowledgements; totals {:?}",
+        "{} transactions ({committed} committed), {} postings, {} acknowledgements; {} instances; totals {totals:?}",
         books.transactions.len(),
         books.postings.len(),
         acks.len(),
-        report.totals
+        instances.len(),
     );
 }
