@@ -7,7 +7,8 @@
 //! - [`migrate`]: versioned migrations recorded in the database, serialised across replicas by a
 //!   [`lease`] (one replica at a time, also for the economy's recovery worker).
 //! - [`cache`], [`presence`], [`rate_limit`], [`pubsub`]: Redis.
-//! - [`search`]: OpenSearch, for player search by name.
+//! - [`opensearch`]: one OpenSearch index behind an alias, rebuilt beside the one in use;
+//!   [`search`]: player search by name on it.
 //! - [`backup`]: export every collection to an archive and restore it into an empty database.
 //!
 //! Nothing here uses MongoDB features FerretDB lacks (transactions, change streams, TTL indexes, text
@@ -20,6 +21,7 @@ pub mod lease;
 pub mod migrate;
 pub mod model;
 pub mod mongo;
+pub mod opensearch;
 pub mod page;
 pub mod presence;
 pub mod pubsub;

@@ -1,26 +1,21 @@
 //! Player search by name, in OpenSearch.
 //!
-//! Readers and writers use the alias `{prefix}-players`, which points at one versioned index
-//! `{prefix}-players-v{n}`; a rebuild fills version n + 1 and moves the alias in one atomic
-//! `_aliases` call, so searches never see a half-filled index.
+//! The index is an [`Index`] under the alias `{prefix}-players`: versioned, rebuilt beside the
+//! one in use and swapped in atomically.
 //!
 //! Each name is indexed three ways: an `exact` keyword (lowercased, accents folded), edge n-grams
 //! of each word for prefixes (`ali` finds `alice`), and plain words for fuzzy matching (`alcie`
 //! finds `alice`). A query scores exact > prefix > fuzzy, usernames above display names.
 //!
 //! The service keeps the index in sync on writes ([`PlayerSearch::upsert`],
-//! [`PlayerSearch::delete`]). Writes made while a rebuild runs go to the old index and are lost
-//! with it if the rebuild had already read those players: run a rebuild when writes are quiet, and
-//! one at a time (a rebuild deletes every older version when it finishes).
-
-use std::time::Duration;
+//! [`PlayerSearch::delete`]).
 
 use futures::{Stream, StreamExt};
-use reqwest::{Client, Method, RequestBuilder, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{Error, Result};
+use crate::Result;
+use crate::opensearch::{Doc, Index};
 
 /// A player as indexed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -44,150 +39,46 @@ pub struct PlayerHit {
 pub const MAX_QUERY_CHARS: usize = 64;
 /// The most hits one search returns.
 pub const MAX_LIMIT: usize = 50;
-/// Documents per `_bulk` request in a rebuild.
-const BULK_BATCH: usize = 500;
 /// Prefixes longer than this are not indexed; usernames are at most 24 characters.
 const MAX_PREFIX: u32 = 24;
-/// OpenSearch error texts kept in an [`Error::Search`], in characters.
-const MAX_REASON: usize = 300;
 
 #[derive(Clone)]
 pub struct PlayerSearch {
-    http: Client,
-    base: Url,
-    alias: String,
+    index: Index,
 }
-
-#[derive(Deserialize)]
-struct SearchResponse {
-    hits: Hits,
-}
-
-#[derive(Deserialize)]
-struct Hits {
-    hits: Vec<Hit>,
-}
-
-#[derive(Deserialize)]
-struct Hit {
-    #[serde(rename = "_score")]
-    score: Option<f64>,
-    #[serde(rename = "_source")]
-    source: PlayerDoc,
-}
-
-#[derive(Deserialize)]
-struct BulkResponse {
-    errors: bool,
-    items: Vec<serde_json::Map<String, Value>>,
-}
-
-/// `GET /{pattern}/_alias` and `GET /_alias/{alias}`: the names of the indices found (their aliases
-/// are not needed).
-type IndexAliases = std::collections::HashMap<String, serde::de::IgnoredAny>;
 
 impl PlayerSearch {
     /// `base_url` is OpenSearch's address (`http://host:9200`); the alias is `{index_prefix}-players`.
     pub fn new(base_url: &str, index_prefix: &str) -> Result<Self> {
-        let invalid = |message: String| Error::Search {
-            operation: "connect",
-            message,
-        };
-        let mut base = Url::parse(base_url).map_err(|error| invalid(format!("url {base_url:?}: {error}")))?;
-        if base.path_segments_mut().is_err() {
-            return Err(invalid(format!("url {base_url:?} cannot have a path")));
-        }
-        let http = Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            // A rebuild's bulk requests are the slowest calls.
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|error| invalid(error_chain(&error)))?;
         Ok(Self {
-            http,
-            base,
-            alias: format!("{index_prefix}-players"),
+            index: Index::new(base_url, format!("{index_prefix}-players"), index_body)?,
         })
     }
 
     /// The alias searches and writes go through.
     pub fn alias(&self) -> &str {
-        &self.alias
+        self.index.alias()
     }
 
-    /// Creates `{alias}-v1` and the alias unless the alias exists. Safe to run from every replica at
-    /// start-up: index and alias are created in one request, and a replica that loses the race to
-    /// create them finds the winner's.
+    /// Creates the index and its alias unless they exist; safe to run from every replica at once.
     pub async fn ensure_index(&self) -> Result<()> {
-        const OPERATION: &str = "ensure index";
-        if self.alias_exists(OPERATION).await? {
-            return Ok(());
-        }
-        let index = format!("{}-v1", self.alias);
-        let mut body = index_body(false);
-        body["aliases"] = json!({ &self.alias: {} });
-        let response = self
-            .send(OPERATION, self.request(Method::PUT, &[&index]).json(&body))
-            .await?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let error = response_error(OPERATION, status, &response.bytes().await.unwrap_or_default());
-        if status == StatusCode::BAD_REQUEST && self.alias_exists(OPERATION).await? {
-            // Another replica created them first.
-            return Ok(());
-        }
-        Err(error)
-    }
-
-    async fn alias_exists(&self, operation: &'static str) -> Result<bool> {
-        let response = self
-            .send(operation, self.request(Method::HEAD, &["_alias", &self.alias]))
-            .await?;
-        match response.status() {
-            StatusCode::OK => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            status => Err(response_error(operation, status, b"")),
-        }
+        self.index.ensure().await
     }
 
     /// Indexes or replaces `doc` (searchable after the next refresh, within a second).
     pub async fn upsert(&self, doc: &PlayerDoc) -> Result<()> {
-        const OPERATION: &str = "upsert";
-        // Without the alias OpenSearch would create an index named like it, with guessed mappings,
-        // and the alias could never be created.
-        let request = self
-            .request(Method::PUT, &[&self.alias, "_doc", &doc.id])
-            .query(&[("require_alias", "true")]);
-        self.call(OPERATION, request.json(doc)).await?;
+        let doc = Doc {
+            id: doc.id.clone(),
+            version: None,
+            body: doc,
+        };
+        self.index.put(&doc).await?;
         Ok(())
     }
 
     /// Removes the player `id`; a player not indexed is not an error.
     pub async fn delete(&self, id: &str) -> Result<()> {
-        const OPERATION: &str = "delete";
-        let response = self
-            .send(
-                OPERATION,
-                self.request(Method::DELETE, &[&self.alias, "_doc", id]),
-            )
-            .await?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| transport_error(OPERATION, &error))?;
-        if status.is_success() {
-            return Ok(());
-        }
-        // A missing document answers 404 with a result; a missing index answers 404 with an error.
-        if status == StatusCode::NOT_FOUND
-            && serde_json::from_slice::<Value>(&body).is_ok_and(|body| body["result"] == "not_found")
-        {
-            return Ok(());
-        }
-        Err(response_error(OPERATION, status, &body))
+        self.index.delete(id).await
     }
 
     /// Players whose username or display name matches `query`: exactly, by prefix, or with a typo
@@ -199,13 +90,8 @@ impl PlayerSearch {
         if query.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let request = self
-            .request(Method::POST, &[&self.alias, "_search"])
-            .json(&query_body(&query, limit));
-        let response: SearchResponse = serde_json::from_value(self.call("search", request).await?)?;
-        Ok(response
-            .hits
-            .hits
+        let hits = self.index.search::<PlayerDoc>(&query_body(&query, limit)).await?;
+        Ok(hits
             .into_iter()
             .map(|hit| PlayerHit {
                 id: hit.source.id,
@@ -218,224 +104,23 @@ impl PlayerSearch {
 
     /// Makes every write so far visible to searches now, rather than within the next second.
     pub async fn refresh(&self) -> Result<()> {
-        self.call("refresh", self.request(Method::POST, &[&self.alias, "_refresh"]))
-            .await?;
-        Ok(())
+        self.index.refresh().await
     }
 
-    /// Rebuilds the index from `docs` (every player, from the database): fills a new version in
-    /// batches, points the alias at it, then deletes the older versions. Returns the documents
-    /// indexed. On failure the new version is deleted and the alias left as it was.
+    /// Rebuilds the index from `docs` (every player, from the database), as [`Index::rebuild`].
     pub async fn rebuild<S>(&self, docs: S) -> Result<u64>
     where
         S: Stream<Item = Result<PlayerDoc>> + Send,
     {
-        const OPERATION: &str = "rebuild";
-        let older = self.versions(OPERATION).await?;
-        let version = older
-            .iter()
-            .map(|(version, _)| version)
-            .max()
-            .map_or(1, |latest| latest + 1);
-        let index = format!("{}-v{version}", self.alias);
-        // Fails if the index exists: another rebuild is filling it.
-        self.call(
-            OPERATION,
-            self.request(Method::PUT, &[&index]).json(&index_body(true)),
-        )
-        .await?;
-        let indexed = match self.fill_and_swap(&index, docs).await {
-            Ok(indexed) => indexed,
-            Err(error) => {
-                if let Err(cleanup) = self
-                    .call(OPERATION, self.request(Method::DELETE, &[&index]))
-                    .await
-                {
-                    tracing::warn!(%index, error = %cleanup, "cannot delete a failed rebuild's index");
-                }
-                return Err(error);
-            }
-        };
-        for (_, old) in older {
-            if let Err(error) = self.call(OPERATION, self.request(Method::DELETE, &[&old])).await {
-                tracing::warn!(index = %old, %error, "cannot delete a replaced index");
-            }
-        }
-        Ok(indexed)
-    }
-
-    async fn fill_and_swap<S>(&self, index: &str, docs: S) -> Result<u64>
-    where
-        S: Stream<Item = Result<PlayerDoc>> + Send,
-    {
-        const OPERATION: &str = "rebuild";
-        let mut batches = std::pin::pin!(docs.chunks(BULK_BATCH));
-        let mut indexed = 0;
-        while let Some(batch) = batches.next().await {
-            let batch = batch.into_iter().collect::<Result<Vec<_>>>()?;
-            indexed += self.bulk(index, &batch).await?;
-        }
-        // Refreshing was off while filling; `null` restores the default.
-        let settings = json!({ "index": { "refresh_interval": null } });
-        self.call(
-            OPERATION,
-            self.request(Method::PUT, &[index, "_settings"]).json(&settings),
-        )
-        .await?;
-        self.call(OPERATION, self.request(Method::POST, &[index, "_refresh"]))
-            .await?;
-
-        let response = self
-            .send(OPERATION, self.request(Method::GET, &["_alias", &self.alias]))
-            .await?;
-        let current: IndexAliases = match response.status() {
-            StatusCode::NOT_FOUND => IndexAliases::new(),
-            _ => serde_json::from_value(checked(OPERATION, response).await?)?,
-        };
-        let mut actions: Vec<Value> = current
-            .keys()
-            .map(|old| json!({ "remove": { "index": old, "alias": &self.alias } }))
-            .collect();
-        actions.push(json!({ "add": { "index": index, "alias": &self.alias } }));
-        let swap = json!({ "actions": actions });
-        self.call(OPERATION, self.request(Method::POST, &["_aliases"]).json(&swap))
-            .await?;
-        Ok(indexed)
-    }
-
-    async fn bulk(&self, index: &str, docs: &[PlayerDoc]) -> Result<u64> {
-        const OPERATION: &str = "rebuild";
-        if docs.is_empty() {
-            return Ok(0);
-        }
-        let mut body = Vec::new();
-        for doc in docs {
-            serde_json::to_writer(&mut body, &json!({ "index": { "_id": &doc.id } }))?;
-            body.push(b'\n');
-            serde_json::to_writer(&mut body, doc)?;
-            body.push(b'\n');
-        }
-        let request = self
-            .request(Method::POST, &[index, "_bulk"])
-            .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
-            .body(body);
-        let response: BulkResponse = serde_json::from_value(self.call(OPERATION, request).await?)?;
-        if response.errors {
-            let failure = response
-                .items
-                .iter()
-                .filter_map(|item| item.values().next())
-                .find_map(|result| {
-                    let error = result.get("error")?;
-                    Some(format!("document {}: {}", result["_id"], reason(error)))
-                });
-            return Err(Error::Search {
-                operation: OPERATION,
-                message: failure.unwrap_or_else(|| "bulk request reported errors".to_owned()),
-            });
-        }
-        Ok(u64::try_from(response.items.len()).unwrap_or(u64::MAX))
-    }
-
-    /// The versions `{alias}-v{n}` that exist, with their index names.
-    async fn versions(&self, operation: &'static str) -> Result<Vec<(u64, String)>> {
-        let pattern = format!("{}-v*", self.alias);
-        let indices: IndexAliases = serde_json::from_value(
-            self.call(operation, self.request(Method::GET, &[&pattern, "_alias"]))
-                .await?,
-        )?;
-        let prefix = format!("{}-v", self.alias);
-        Ok(indices
-            .into_keys()
-            .filter_map(|index| {
-                let version = index.strip_prefix(&prefix)?.parse().ok()?;
-                Some((version, index))
+        let docs = docs.map(|doc| {
+            doc.map(|doc| Doc {
+                id: doc.id.clone(),
+                version: None,
+                body: doc,
             })
-            .collect())
-    }
-
-    fn request(&self, method: Method, segments: &[&str]) -> RequestBuilder {
-        let mut url = self.base.clone();
-        // Checked in `new`; segments are percent-encoded, so an id cannot reach another endpoint.
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
-        }
-        self.http.request(method, url)
-    }
-
-    async fn send(&self, operation: &'static str, request: RequestBuilder) -> Result<reqwest::Response> {
-        request
-            .send()
-            .await
-            .map_err(|error| transport_error(operation, &error))
-    }
-
-    /// Sends `request` and returns its JSON body, or the error OpenSearch answered.
-    async fn call(&self, operation: &'static str, request: RequestBuilder) -> Result<Value> {
-        checked(operation, self.send(operation, request).await?).await
-    }
-}
-
-async fn checked(operation: &'static str, response: reqwest::Response) -> Result<Value> {
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|error| transport_error(operation, &error))?;
-    if !status.is_success() {
-        return Err(response_error(operation, status, &body));
-    }
-    if body.is_empty() {
-        return Ok(Value::Null);
-    }
-    Ok(serde_json::from_slice(&body)?)
-}
-
-/// The status and OpenSearch's own explanation (`error.type: error.reason`), not the whole body.
-fn response_error(operation: &'static str, status: StatusCode, body: &[u8]) -> Error {
-    let explanation = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|body| match &body["error"] {
-            Value::Null => None,
-            error => Some(reason(error)),
         });
-    let mut message = match explanation {
-        Some(explanation) => format!("{status}: {explanation}"),
-        None => status.to_string(),
-    };
-    if let Some((cut, _)) = message.char_indices().nth(MAX_REASON) {
-        message.truncate(cut);
-        message.push('…');
+        self.index.rebuild(docs).await
     }
-    Error::Search { operation, message }
-}
-
-fn reason(error: &Value) -> String {
-    match (error["type"].as_str(), error["reason"].as_str(), error.as_str()) {
-        (Some(kind), Some(reason), _) => format!("{kind}: {reason}"),
-        (Some(kind), None, _) => kind.to_owned(),
-        (None, _, Some(text)) => text.to_owned(),
-        _ => "no reason given".to_owned(),
-    }
-}
-
-fn transport_error(operation: &'static str, error: &reqwest::Error) -> Error {
-    Error::Search {
-        operation,
-        message: error_chain(error),
-    }
-}
-
-/// reqwest's own message omits the cause ("error sending request"), which is in its sources.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// Settings and mappings of a version of the index. While a rebuild fills it, refreshing is off.
