@@ -44,6 +44,10 @@ pub struct ServeArgs {
     #[arg(long, env = "FLOTILLA_REDIS_URL")]
     pub redis_url: String,
 
+    /// OpenSearch, where market listings are indexed for browsing (`{namespace}-market-listings`).
+    #[arg(long, env = "FLOTILLA_OPENSEARCH_URL")]
+    pub opensearch_url: String,
+
     /// The player service's namespace: its revoked sessions are checked in Redis under it.
     #[arg(long, env = "FLOTILLA_NAMESPACE", default_value = "flotilla")]
     pub namespace: String,

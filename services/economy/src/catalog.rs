@@ -29,6 +29,45 @@ pub struct Catalog {
     /// Fraud rules for players' transactions ([`crate::fraud`]).
     #[serde(default)]
     pub fraud: FraudRules,
+    /// The marketplace's rules ([`crate::market`]).
+    #[serde(default)]
+    pub market: MarketRules,
+}
+
+/// What the marketplace charges and allows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MarketRules {
+    /// The currencies prices may be in; none: the market is closed.
+    #[serde(default)]
+    pub currencies: Vec<String>,
+    /// Charged to the seller for each listing (kept whatever becomes of it).
+    pub listing_fee: Option<Fee>,
+    /// The share of each sale's price that goes to the `sink` rather than the seller, in basis
+    /// points (100 = 1 %), rounded down.
+    #[serde(default)]
+    pub sale_fee_bps: i64,
+    /// The longest a listing may stay up (default 168 hours); a worker returns expired ones.
+    #[serde(default = "week")]
+    pub max_duration_hours: i64,
+}
+
+impl Default for MarketRules {
+    fn default() -> Self {
+        Self {
+            currencies: Vec::new(),
+            listing_fee: None,
+            sale_fee_bps: 0,
+            max_duration_hours: week(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Fee {
+    pub currency: String,
+    pub amount: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -65,6 +104,8 @@ pub struct Item {
     /// Whether players may gift or trade it.
     #[serde(default)]
     pub tradeable: bool,
+    /// A group to browse the market by (`weapons`, `potions`).
+    pub category: Option<String>,
     /// Shown with the item; a unique item's instances start with these.
     #[serde(default)]
     pub properties: BTreeMap<String, serde_json::Value>,
@@ -112,6 +153,10 @@ impl Bundle {
 
 fn max_balance() -> i64 {
     MAX_BALANCE
+}
+
+fn week() -> i64 {
+    168
 }
 
 fn yes() -> bool {
@@ -258,9 +303,42 @@ impl Catalog {
                 );
             }
         }
+        self.validate_market()?;
         let known =
             |asset: &str| (asset.starts_with("c:") || asset.starts_with("i:")) && self.limit(asset).is_some();
         self.fraud.validate(known)
+    }
+
+    fn validate_market(&self) -> Result<()> {
+        let market = &self.market;
+        let fail = |path: String, message: &str| Err(Error::Catalog(format!("market.{path}: {message}")));
+        for (index, code) in market.currencies.iter().enumerate() {
+            if self.currency(code).is_none() {
+                return fail(format!("currencies[{index}]"), "unknown currency");
+            }
+        }
+        if let Some(fee) = &market.listing_fee {
+            if self.currency(&fee.currency).is_none() {
+                return fail("listingFee.currency".into(), "unknown currency");
+            }
+            if !(1..=MAX_AMOUNT).contains(&fee.amount) {
+                return fail("listingFee.amount".into(), "must be between 1 and 10^12");
+            }
+        }
+        if !(0..=10_000).contains(&market.sale_fee_bps) {
+            return fail("saleFeeBps".into(), "must be between 0 and 10000");
+        }
+        if !(1..=24 * 365).contains(&market.max_duration_hours) {
+            return fail("maxDurationHours".into(), "must be between 1 and 8760");
+        }
+        for (index, item) in self.items.iter().enumerate() {
+            if item.category.as_ref().is_some_and(|c| !valid_name(c)) {
+                return Err(Error::Catalog(format!(
+                    "items[{index}].category: must match [a-z0-9_-]{{1,32}}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn validate_bundle(&self, path: &str, bundle: &Bundle) -> Result<()> {

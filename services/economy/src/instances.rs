@@ -13,13 +13,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use flotilla_storage::model::Model;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::catalog::{Catalog, Item, item_asset};
+use crate::ids;
 use crate::ledger::model::{Holder, Leg};
 use crate::state::Shared;
 use crate::{Error, Result};
@@ -78,22 +77,9 @@ pub fn parse_instance_asset(asset: &str) -> Option<(&str, &str)> {
     asset.strip_prefix("u:")?.split_once(':')
 }
 
-/// Whether `id` may be an instance id: what [`instance_id`] makes.
-pub fn valid_instance_id(id: &str) -> bool {
-    id.len() == 22
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// The id of the `n`th instance a transaction mints: 128 bits of SHA-256 over the transaction's id,
-/// its request digest and `n`.
+/// The id of the `n`th instance a transaction mints.
 fn instance_id(tx: &str, request_hash: &str, n: usize) -> String {
-    let digest = ring::digest::digest(
-        &ring::digest::SHA256,
-        format!("{tx}\n{request_hash}\n{n}").as_bytes(),
-    );
-    URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])
+    ids::derived(&["instance", tx, request_hash, &n.to_string()])
 }
 
 /// Instances a transaction mints to one player out of a system account, and the legs that mint
@@ -190,7 +176,7 @@ pub async fn moving(
     }
     let mut seen = HashSet::new();
     for id in ids {
-        if !valid_instance_id(id) {
+        if !ids::valid(id) {
             return Err(Error::bad("instances", format!("{id} is not an instance id")));
         }
         if !seen.insert(id) {
@@ -220,7 +206,7 @@ pub async fn moving(
     for (id, count) in counts {
         let limit = match to {
             Holder::Player(_) => catalog.item(&id).map_or(0, |item| item.max_count),
-            Holder::System(_) => i64::MAX,
+            Holder::Escrow(_) | Holder::System(_) => i64::MAX,
         };
         legs.push(Leg {
             asset: item_asset(&id),
@@ -307,7 +293,6 @@ mod tests {
     #[test]
     fn instance_ids_depend_on_the_transaction_the_request_and_the_position() {
         let id = instance_id("service:k", "h", 0);
-        assert!(valid_instance_id(&id), "{id}");
         assert_eq!(id, instance_id("service:k", "h", 0));
         assert_ne!(id, instance_id("service:k", "h", 1));
         assert_ne!(id, instance_id("service:k", "other", 0));

@@ -6,7 +6,8 @@
 //! Modules by responsibility:
 //! - the books: [`ledger`] (transactions of legs, driven to an outcome with unique inserts only,
 //!   an auditor, and the in-memory store of the simulation tier);
-//! - HTTP surface: [`transactions`] (purchases, consumption, gifts, grants, history), [`wallet`]
+//! - HTTP surface: [`transactions`] (purchases, consumption, gifts, grants, history), [`market`]
+//!   (listings in escrow, search, price history), [`wallet`]
 //!   (balances, the catalog), [`instances`] (unique items), [`reversals`], [`reviews`] (the fraud review queue), [`admin`] (audit);
 //! - rules: [`catalog`] (what exists and its limits), [`fraud`], [`caller`] (who is calling);
 //! - plumbing: [`extract`], [`workers`], [`metrics`], [`openapi`], [`state`], [`args`].
@@ -18,8 +19,10 @@ pub mod catalog;
 mod error;
 pub mod extract;
 pub mod fraud;
+pub mod ids;
 pub mod instances;
 pub mod ledger;
+pub mod market;
 pub mod metrics;
 pub mod openapi;
 pub mod reversals;
@@ -47,6 +50,8 @@ use crate::caller::{Keys, SecretKey};
 use crate::catalog::Catalog;
 use crate::ledger::engine::Ledger;
 use crate::ledger::mongo::MongoLedger;
+use crate::market::Market;
+use crate::market::search::ListingIndex;
 use crate::metrics::Metrics;
 use crate::state::{AppState, Shared};
 
@@ -103,6 +108,7 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
     let ServeArgs {
         storage,
         redis_url,
+        opensearch_url,
         namespace,
         addr: _,
         metrics_addr: _,
@@ -121,6 +127,8 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
     let store = MongoLedger::new(&mongo);
     store.ensure_indexes().await?;
     let redis = flotilla_storage::connect_redis(&redis_url).await?;
+    let market = Market::new(&mongo, ListingIndex::new(&opensearch_url, &namespace)?);
+    market.ensure_indexes().await?;
     let keys = Keys {
         service: SecretKey::new(&service_key, "service key")?,
         admin: SecretKey::new(&admin_key, "admin key")?,
@@ -145,6 +153,7 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
     let ledger = Ledger::new(store, clock);
     let state: Shared = Arc::new(AppState::new(
         ledger,
+        market,
         mongo.clone(),
         redis,
         namespace,
@@ -206,6 +215,7 @@ pub fn api(state: Shared) -> Router {
     Router::new()
         .merge(wallet::routes())
         .merge(transactions::routes())
+        .merge(market::routes::routes())
         .merge(admin::routes())
         .merge(reversals::routes())
         .merge(reviews::routes())

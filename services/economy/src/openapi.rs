@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
+use crate::market::routes as market;
 use crate::state::Shared;
 use crate::{admin, catalog, reversals, reviews, transactions, wallet};
 
@@ -58,7 +59,11 @@ fn op(summary: &str, auth: &str, body: &str, answer: &str) -> Value {
 
 /// A write: takes an `Idempotency-Key`, and may be refused (422) or find its key reused (409).
 fn write(summary: &str, auth: &str, body: &str) -> Value {
-    let mut operation = op(summary, auth, body, "Transaction");
+    write_answering(summary, auth, body, "Transaction")
+}
+
+fn write_answering(summary: &str, auth: &str, body: &str, answer: &str) -> Value {
+    let mut operation = op(summary, auth, body, answer);
     operation["parameters"] = json!([{
         "name": "Idempotency-Key", "in": "header", "required": true,
         "description": "the same key and body answer the stored result; bound for as long as the ledger is kept",
@@ -97,8 +102,48 @@ fn review() -> Value {
     operation
 }
 
+/// Adds `parameters` to the operation's own (a write's `Idempotency-Key`).
 fn with_parameters(mut operation: Value, parameters: Value) -> Value {
-    operation["parameters"] = parameters;
+    let mut all = operation["parameters"].as_array().cloned().unwrap_or_default();
+    all.extend(parameters.as_array().cloned().unwrap_or_default());
+    operation["parameters"] = Value::Array(all);
+    operation
+}
+
+fn path(name: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+}
+
+fn query(name: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "schema": schema})
+}
+
+fn browse_parameters() -> Value {
+    let text = || json!({"type": "string"});
+    json!([
+        query("item", text()),
+        query("category", text()),
+        query("seller", text()),
+        query("currency", text()),
+        query(
+            "properties",
+            json!({"type": "string", "description": "comma-separated name=value filters"})
+        ),
+        query("minPrice", json!({"type": "integer", "minimum": 0})),
+        query("maxPrice", json!({"type": "integer", "minimum": 0})),
+        query(
+            "sort",
+            json!({"type": "string", "enum": ["priceAsc", "priceDesc", "newest", "oldest"]})
+        ),
+        query("limit", json!({"type": "integer", "minimum": 1, "maximum": 100})),
+        query("cursor", text()),
+    ])
+}
+
+/// The market's own answers beyond the common ones.
+fn market(mut operation: Value) -> Value {
+    operation["responses"]["403"] = error("only the seller may do this");
+    operation["responses"]["409"] = error("purchases of the listing are being decided; try again");
     operation
 }
 
@@ -108,11 +153,9 @@ fn history_parameters(with_player: bool) -> Value {
         parameters
             .push(json!({"name": "player", "in": "path", "required": true, "schema": {"type": "string"}}));
     }
-    let query =
-        |name: &str, schema: Value| json!({"name": name, "in": "query", "required": false, "schema": schema});
     parameters.push(query(
         "kind",
-        json!({"type": "string", "enum": ["grant", "purchase", "consume", "gift"]}),
+        json!({"type": "string", "enum": transactions::KINDS}),
     ));
     parameters.push(query("sinceMs", json!({"type": "integer"})));
     parameters.push(query("untilMs", json!({"type": "integer"})));
@@ -140,6 +183,15 @@ pub fn document() -> Value {
             "/v1/grants": {"post": write("Grant currencies and items to a player (rewards)", "service", "GrantRequest")},
             "/v1/transactions": {"get": with_parameters(op("The caller's transactions, newest first", "player", "", "TransactionPage"), history_parameters(false))},
             "/v1/players/{player}/transactions": {"get": with_parameters(op("A player's transactions, newest first", "service", "", "TransactionPage"), history_parameters(true))},
+            "/v1/market/listings": {
+                "post": write_answering("List a stack or an instance at a fixed price; it moves to the listing's escrow", "player", "ListRequest", "ListAnswer"),
+                "get": with_parameters(op("Browse open listings", "player", "", "ListingPage"), browse_parameters()),
+            },
+            "/v1/market/listings/{id}": {"get": with_parameters(op("A listing and its state", "player", "", "Listing"), json!([path("id")]))},
+            "/v1/market/listings/{id}/purchases": {"post": with_parameters(write("Buy units of a listing: all or nothing", "player", "BuyRequest"), json!([path("id")]))},
+            "/v1/market/listings/{id}/cancel": {"post": with_parameters(market(op("Take a listing down; what is left goes back to the seller", "player", "", "Listing")), json!([path("id")]))},
+            "/v1/market/items/{item}/prices": {"get": with_parameters(op("An item's latest sales and median price", "player", "", "PriceHistory"), json!([path("item"), query("limit", json!({"type": "integer", "minimum": 1, "maximum": 100}))]))},
+            "/v1/admin/market/reindex": {"post": op("Rebuild the listings' search index from the store", "admin", "", "Reindex")},
             "/v1/admin/audit": {"post": op("Recompute the books from every record", "admin", "", "Audit")},
             "/v1/admin/reversals": {"post": reversal()},
             "/v1/admin/reviews": {"get": with_parameters(op("Transactions held by fraud rules, oldest first", "admin", "", "TransactionPage"), json!([
@@ -173,6 +225,13 @@ fn schemas() -> Value {
         ("Audit", schema::<admin::AuditAnswer>()),
         ("ReversalRequest", schema::<reversals::ReversalRequest>()),
         ("ReviewRequest", schema::<reviews::ReviewRequest>()),
+        ("ListRequest", schema::<market::ListRequest>()),
+        ("ListAnswer", schema::<market::ListAnswer>()),
+        ("BuyRequest", schema::<market::BuyRequest>()),
+        ("ListingPage", schema::<market::ListingPage>()),
+        ("Listing", schema::<crate::market::listings::ListingView>()),
+        ("PriceHistory", schema::<market::PriceHistory>()),
+        ("Reindex", schema::<market::ReindexAnswer>()),
     ];
     for (name, schema) in entries {
         schemas.insert(name.to_owned(), schema);
@@ -189,6 +248,9 @@ fn schemas() -> Value {
     generator.subschema_for::<reversals::ReversalRequest>();
     generator.subschema_for::<reviews::ReviewRequest>();
     generator.subschema_for::<transactions::GrantRequest>();
+    generator.subschema_for::<market::ListAnswer>();
+    generator.subschema_for::<market::ListingPage>();
+    generator.subschema_for::<market::PriceHistory>();
     for (name, schema) in generator.take_definitions(true) {
         schemas.entry(name).or_insert(schema);
     }
@@ -213,7 +275,8 @@ fn schemas() -> Value {
 mod tests {
     use super::*;
 
-    const SOURCES: [&str; 7] = [
+    const SOURCES: [&str; 8] = [
+        include_str!("market/routes.rs"),
         include_str!("wallet.rs"),
         include_str!("reviews.rs"),
         include_str!("reversals.rs"),
@@ -230,16 +293,19 @@ mod tests {
         for source in SOURCES {
             for route in source.split(".route(\"").skip(1) {
                 let path = route.split('"').next().unwrap_or_default().to_owned();
-                let method = route
-                    .split(", ")
-                    .nth(1)
-                    .and_then(|m| m.split('(').next())
-                    .unwrap_or_default();
+                // `.route("/path", post(create).get(browse))`: every method on the line.
+                let handlers = route.lines().next().unwrap_or_default();
+                let methods = handlers
+                    .split(['.', ' '])
+                    .filter_map(|call| call.split_once('(').map(|(method, _)| method))
+                    .filter(|method| ["get", "post", "put", "patch", "delete"].contains(method));
                 if path.starts_with("/v1/") {
-                    assert!(
-                        document["paths"][&path][method].is_object(),
-                        "{method} {path} is not documented"
-                    );
+                    for method in methods {
+                        assert!(
+                            document["paths"][&path][method].is_object(),
+                            "{method} {path} is not documented"
+                        );
+                    }
                     routed.push(path);
                 }
             }

@@ -12,6 +12,7 @@ use crate::catalog::Catalog;
 use crate::instances::Instance;
 use crate::ledger::engine::Ledger;
 use crate::ledger::mongo::MongoLedger;
+use crate::market::Market;
 use crate::metrics::Metrics;
 use crate::reversals::Policy;
 
@@ -21,6 +22,7 @@ pub struct AppState {
     pub ledger: Ledger<MongoLedger>,
     /// Unique items' records: what each instance is ([`crate::instances`]).
     pub instances: Store<Instance>,
+    pub market: Market,
     pub mongo: Mongo,
     pub redis: redis::aio::ConnectionManager,
     /// The player service's namespace in Redis (revoked sessions).
@@ -37,6 +39,7 @@ impl AppState {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         ledger: Ledger<MongoLedger>,
+        market: Market,
         mongo: Mongo,
         redis: redis::aio::ConnectionManager,
         namespace: String,
@@ -50,6 +53,7 @@ impl AppState {
         Self {
             ledger,
             instances: mongo.store(),
+            market,
             mongo,
             redis,
             namespace,

@@ -155,7 +155,7 @@ pub fn valid_player(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn check_amount(field: &'static str, amount: i64) -> Result<()> {
+pub(crate) fn check_amount(field: &'static str, amount: i64) -> Result<()> {
     match (1..=MAX_AMOUNT).contains(&amount) {
         true => Ok(()),
         false => Err(Error::bad(field, format!("must be between 1 and {MAX_AMOUNT}"))),
@@ -391,7 +391,7 @@ async fn grant(
 /// Records and drives the transaction; a voided one is answered 422 with its reason, every time.
 /// `caller` is the player who asked, or `None` for a game server or back-end (keys are then
 /// scoped to "service", and fraud rules do not apply).
-async fn submit<B: Serialize>(
+pub(crate) async fn submit<B: Serialize>(
     state: &Shared,
     caller: Option<&PlayerCaller>,
     key: &str,
@@ -450,7 +450,7 @@ async fn submit<B: Serialize>(
 
 /// The id of the transaction a request makes, and the digest of the request its key is bound to.
 /// Keys are scoped by caller: a player's own, or "service" for game servers and back-ends.
-fn identify<B: Serialize>(
+pub(crate) fn identify<B: Serialize>(
     caller: Option<&PlayerCaller>,
     key: &str,
     kind: &str,
@@ -491,7 +491,7 @@ fn split_unique(
 }
 
 /// A catalog item moved by amount: not a unique one, whose instances are named instead.
-fn stackable_item<'a>(catalog: &'a Catalog, id: &str) -> Result<&'a Item> {
+pub(crate) fn stackable_item<'a>(catalog: &'a Catalog, id: &str) -> Result<&'a Item> {
     let item = catalog.item(id).ok_or(Error::NotFound("item"))?;
     match item.unique {
         true => Err(Error::bad("item", format!("{id} is unique: name the instances"))),
@@ -540,15 +540,25 @@ async fn player_history(
     history(&state, &player, query).await
 }
 
+/// The kinds of transaction history can be filtered by.
+pub const KINDS: [&str; 9] = [
+    "grant",
+    "purchase",
+    "consume",
+    "gift",
+    "reversal",
+    "market-list",
+    "market-buy",
+    "market-cancel",
+    "market-expire",
+];
+
 /// A player's transactions, newest first, in pages.
 async fn history(state: &Shared, player: &str, query: HistoryQuery) -> Result<Json<Page<TransactionView>>> {
     let mut filter = doc! {"players": player};
     if let Some(kind) = query.kind {
-        if !["grant", "purchase", "consume", "gift", "reversal"].contains(&kind.as_str()) {
-            return Err(Error::bad(
-                "kind",
-                "is one of grant, purchase, consume, gift, reversal",
-            ));
+        if !KINDS.contains(&kind.as_str()) {
+            return Err(Error::bad("kind", format!("is one of {}", KINDS.join(", "))));
         }
         filter.insert("kind", kind);
     }

@@ -1,5 +1,6 @@
-//! Background work: the recovery worker and the continuous audit (on one replica at a time, by
-//! lease), catalog reloads and the player service's key refresh (on every replica).
+//! Background work: the recovery worker, the market's expiry and the continuous audit (on one
+//! replica at a time, by lease), catalog reloads and the player service's key refresh (on every
+//! replica).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,11 +10,13 @@ use flotilla_storage::lease::Lease;
 
 use crate::catalog::Catalog;
 use crate::ledger::audit::{Report, audit};
+use crate::market::closing::expire_due;
 use crate::state::Shared;
 use crate::{Error, Result};
 
 /// Completes or voids transactions left unfinished for `grace` (a crashed replica, a lost
-/// connection), and audits the books every `audit_every`; only while this replica holds the lease.
+/// connection), returns expired market listings to their sellers, and audits the books every
+/// `audit_every`; only while this replica holds the lease.
 pub async fn recover_and_audit(
     state: Shared,
     mut lease: Lease,
@@ -23,6 +26,9 @@ pub async fn recover_and_audit(
 ) {
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
     let mut last_audit: Option<Instant> = None;
+    // Every listing expiring before this is closed; a new lease holder starts from the beginning.
+    let mut expired_until = 0;
+    let mut stragglers = Vec::new();
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
@@ -42,6 +48,11 @@ pub async fn recover_and_audit(
                 state.metrics.recovered.inc_by(recovered as u64);
             }
             Err(error) => tracing::warn!(%error, "recovery round failed"),
+        }
+        match expire_due(&state, &mut expired_until, &mut stragglers).await {
+            Ok(0) => {}
+            Ok(closed) => tracing::info!(closed, "returned expired listings"),
+            Err(error) => tracing::warn!(%error, "listing expiry round failed"),
         }
         if let Some(period) = audit_every
             && last_audit.is_none_or(|at| at.elapsed() >= period)

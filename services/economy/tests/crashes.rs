@@ -36,6 +36,7 @@ impl Service {
             .env("FLOTILLA_MONGO_URL", &args.storage.mongo_url)
             .env("FLOTILLA_MONGO_DATABASE", &args.storage.database)
             .env("FLOTILLA_REDIS_URL", &args.redis_url)
+            .env("FLOTILLA_OPENSEARCH_URL", &args.opensearch_url)
             .env("FLOTILLA_NAMESPACE", &args.namespace)
             .env("FLOTILLA_ECONOMY_ADDR", format!("127.0.0.1:{port}"))
             .env(

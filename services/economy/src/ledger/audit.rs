@@ -209,7 +209,7 @@ fn check_posting(
         Side::Debit => &leg.from,
         Side::Credit => &leg.to,
     };
-    if holder != &Holder::Player(posting.player.clone()) || leg.asset != posting.asset {
+    if holder.account() != Some(posting.player.as_str()) || leg.asset != posting.asset {
         return Some((format!("does not belong to {} leg {}", tx.id, posting.leg), value));
     }
     let slot = match posting.stage {
@@ -271,7 +271,7 @@ fn check_finished(
             let close = slot_ref(&tx.id, index, side, Slot::Close);
             let fine = match holder {
                 Holder::System(_) => outcome.committed == flows.iter().any(|f| f.reference == close),
-                Holder::Player(_) => {
+                Holder::Player(_) | Holder::Escrow(_) => {
                     let open = slots.get(slot_ref(&tx.id, index, side, Slot::Open).as_str());
                     let close = slots.get(close.as_str());
                     matches!(

@@ -159,10 +159,15 @@ impl<S: LedgerStore> Ledger<S> {
     }
 
     /// An account's current state: its head, read forward from what this process last saw.
-    pub async fn balance(&self, player: &str, asset: &str) -> Result<Balance> {
-        let key = account_key(player, asset);
-        let head = self.read_head(&key, None).await?;
+    pub async fn balance(&self, owner: &str, asset: &str) -> Result<Balance> {
+        let head = self.head(owner, asset).await?;
         Ok(head.map(|posting| posting.balance).unwrap_or_default())
+    }
+
+    /// An account's newest posting (`None` for an account never posted to); its `seq` orders
+    /// the account's states.
+    pub async fn head(&self, owner: &str, asset: &str) -> Result<Option<Posting>> {
+        self.read_head(&account_key(owner, asset), None).await
     }
 
     /// Runs the three steps. `careful` drivers are not the first for this transaction (a twin, the
@@ -552,7 +557,7 @@ impl<S: LedgerStore> Ledger<S> {
 fn player_sides(tx: &Transaction) -> impl Iterator<Item = At<'_>> {
     tx.legs.iter().enumerate().flat_map(move |(index, leg)| {
         [Side::Debit, Side::Credit].into_iter().filter_map(move |side| {
-            let player = holder(leg, side).player()?;
+            let player = holder(leg, side).account()?;
             Some(At {
                 tx,
                 index,

@@ -4,20 +4,33 @@
 use serde::{Deserialize, Serialize};
 
 /// Who holds value. Players' accounts have balances that must not go negative, so their changes
-/// are ordered ([`Posting`]s in a sequence per account). System accounts (`mint`, `sink`, `store`)
-/// only count what flowed through them: their changes need no order and are recorded as
-/// [`Flow`]s, so a hot system account is never a single-writer bottleneck.
+/// are ordered ([`Posting`]s in a sequence per account). Escrow accounts (a market listing's, a
+/// trade's, an auction's: `listing:<id>`) are ordered accounts too, held for players until an
+/// exchange completes. System accounts (`mint`, `sink`, `store`) only count what flowed through
+/// them: their changes need no order and are recorded as [`Flow`]s, so a hot system account is
+/// never a single-writer bottleneck.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", content = "id", rename_all = "camelCase")]
 pub enum Holder {
     Player(String),
+    Escrow(String),
     System(String),
 }
 
 impl Holder {
+    /// The player, when a player holds it.
     pub fn player(&self) -> Option<&str> {
         match self {
             Holder::Player(id) => Some(id),
+            Holder::Escrow(_) | Holder::System(_) => None,
+        }
+    }
+
+    /// The owner of an ordered account (a player or an escrow): what its postings name. Player
+    /// ids never contain `:`, and escrow ids always do, so the two never meet.
+    pub fn account(&self) -> Option<&str> {
+        match self {
+            Holder::Player(id) | Holder::Escrow(id) => Some(id),
             Holder::System(_) => None,
         }
     }

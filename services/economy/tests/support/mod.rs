@@ -26,6 +26,7 @@ currencies:
   - code: gems
 items:
   - id: potion
+    category: potions
     maxStack: 5
     maxCount: 10
     consumable: true
@@ -33,6 +34,7 @@ items:
   - id: sword
     stackable: false
   - id: relic
+    category: relics
     unique: true
     stackable: false
     maxCount: 3
@@ -50,6 +52,11 @@ offers:
   - id: relic-box
     cost: {currencies: {gold: 5}}
     reward: {items: {relic: 1}}
+market:
+  currencies: [gold]
+  listingFee: {currency: gold, amount: 1}
+  saleFeeBps: 1000
+  maxDurationHours: 24
 "#;
 
 fn env(name: &str) -> String {
@@ -141,6 +148,7 @@ impl Deployment {
         ServeArgs {
             storage: self.storage_args(),
             redis_url: env("FLOTILLA_REDIS_URL"),
+            opensearch_url: env("FLOTILLA_OPENSEARCH_URL"),
             namespace: self.namespace.clone(),
             addr: "127.0.0.1:0".parse().expect("addr"),
             metrics_addr: "127.0.0.1:0".parse().expect("addr"),

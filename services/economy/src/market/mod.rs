@@ -1,0 +1,54 @@
+//! The marketplace: players list items at a fixed price, others buy them whole or in part.
+//!
+//! Every exchange is a ledger transaction into or out of an **escrow account** per listing
+//! (`listing:<id>`, an ordered account like a player's), so conservation keeps holding and no
+//! exchange depends on a conditional update:
+//! - listing moves the items from the seller into the escrow (and the listing fee to the sink);
+//! - buying moves units out of the escrow to the buyer, and the price from the buyer to the seller
+//!   less the sale fee, which goes to the sink: all or nothing. Two buyers racing for the last
+//!   unit race for the escrow's balance, which the ledger gives to one;
+//! - cancelling or expiry moves whatever the escrow still holds back to the seller.
+//!
+//! So a listing's state is its escrow's balance: open while it holds units, sold out or closed
+//! when it is empty. Listings are browsed and searched in OpenSearch ([`search`]), which the
+//! service keeps in step after each change and can rebuild from the store; the store stays the
+//! truth.
+
+pub mod closing;
+pub mod listings;
+pub mod routes;
+pub mod search;
+
+use flotilla_storage::model::Store;
+use flotilla_storage::mongo::Mongo;
+
+use crate::Result;
+use crate::market::listings::{Closure, Listing, Sale};
+use crate::market::search::ListingIndex;
+
+/// Where the market keeps its records, and its search index.
+pub struct Market {
+    pub listings: Store<Listing>,
+    pub sales: Store<Sale>,
+    pub closures: Store<Closure>,
+    pub index: ListingIndex,
+}
+
+impl Market {
+    pub fn new(mongo: &Mongo, index: ListingIndex) -> Self {
+        Self {
+            listings: mongo.store(),
+            sales: mongo.store(),
+            closures: mongo.store(),
+            index,
+        }
+    }
+
+    /// Creates the collections' indexes and the search index; safe from every replica at once.
+    pub async fn ensure_indexes(&self) -> Result<()> {
+        self.listings.ensure_indexes().await?;
+        self.sales.ensure_indexes().await?;
+        self.closures.ensure_indexes().await?;
+        self.index.ensure().await
+    }
+}
