@@ -6,8 +6,9 @@
 #                                        services, apply the sample fleet and autoscaler, allocate
 #                                        a session through the allocation API, sign bots in, let
 #                                        them play a match (their rewards are granted through the
-#                                        economy) and spend what they earned, then print the
-#                                        fleet's state, the bots' wallets, the audit and where to look
+#                                        economy), spend what they earned and sell a potion to
+#                                        each other on the market, then print the fleet's state,
+#                                        the bots' wallets, the audit and where to look
 #   e2e/demo.sh down   (./x demo down)  stop it all
 #
 # Re-runnable: a second run starts from a fresh cluster. Set DEMO_PLAYERS and DEMO_SECONDS to
@@ -140,6 +141,28 @@ for i in "${!ids[@]}"; do
   wallet=$(curl --silent --fail -H "Authorization: Bearer ${tokens[$i]}" "http://$economy_ip/v1/wallet")
   echo "${ids[$i]}: earned $earned gold, bought $bought potions; now $(jq -c '{gold: .currencies[0].available, items: ([.items[] | {(.id): .count}] | add // {})}' <<< "$wallet")"
 done
+step "the market: a bot lists a potion for 5 gold, another buys it (the seller gets 5 less the 5 % fee)"
+potions() { curl --silent --fail -H "Authorization: Bearer $1" "http://$economy_ip/v1/wallet" | jq '[.items[] | select(.id == "potion") | .count] | add // 0'; }
+seller=""; buyer=""
+for i in "${!ids[@]}"; do
+  if [[ -z $seller ]] && (( $(potions "${tokens[$i]}") > 0 && $(gold "${tokens[$i]}") >= 1 )); then seller=$i
+  elif [[ -z $buyer ]] && (( $(gold "${tokens[$i]}") >= 5 )); then buyer=$i; fi
+done
+if [[ -n $seller && -n $buyer ]]; then
+  listing=$(curl --silent --show-error --fail-with-body -H "Authorization: Bearer ${tokens[$seller]}" \
+    -H 'Content-Type: application/json' -H "Idempotency-Key: demo-list" \
+    --data '{"item": "potion", "amount": 1, "currency": "gold", "unitPrice": 5}' \
+    "http://$economy_ip/v1/market/listings" | jq -r .listing.id)
+  curl --silent --show-error --fail-with-body -H "Authorization: Bearer ${tokens[$buyer]}" \
+    -H 'Content-Type: application/json' -H "Idempotency-Key: demo-buy" --data '{"amount": 1}' \
+    "http://$economy_ip/v1/market/listings/$listing/purchases" > /dev/null
+  curl --silent --fail -H "Authorization: Bearer ${tokens[$buyer]}" "http://$economy_ip/v1/market/listings/$listing" |
+    jq -c '{listing: .id, seller, state, unitPrice}'
+  echo "${ids[$buyer]} bought it; price history: $(curl --silent --fail -H "Authorization: Bearer ${tokens[$buyer]}" \
+    "http://$economy_ip/v1/market/items/potion/prices" | jq -c .median)"
+else
+  echo "no bot has a potion to sell and another the gold to buy it (the match rewards were small)"
+fi
 admin_key=$(kubectl -n flotilla-system get secret flotilla-economy -o jsonpath='{.data.admin-key}' | base64 -d)
 curl --silent --show-error --fail-with-body -X POST -H "Authorization: Bearer $admin_key" "http://$economy_ip/v1/admin/audit" |
   jq -c '{drift, unfinished, assets}'

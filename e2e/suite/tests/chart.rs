@@ -309,6 +309,7 @@ async fn economy_templates(chart: &str, version: &str) -> TestResult {
         "flotilla-economy"
     );
     assert_eq!(var("FLOTILLA_MONGO_URL")["value"], "mongodb://mongo:27017/");
+    assert_eq!(var("FLOTILLA_OPENSEARCH_URL")["value"], "http://opensearch:9200");
     assert_eq!(
         var("FLOTILLA_PLAYER_URL")["value"],
         format!("http://flotilla-player.{NAMESPACE}.svc:80")
@@ -318,7 +319,7 @@ async fn economy_templates(chart: &str, version: &str) -> TestResult {
     assert!(
         catalog["data"]["catalog.yaml"]
             .as_str()
-            .is_some_and(|c| c.contains("code: gold"))
+            .is_some_and(|c| c.contains("code: gold") && c.contains("saleFeeBps: 500"))
     );
     assert!(find("Secret", "flotilla-economy")?["data"]["admin-key"].is_string());
     for doc in &documents {
