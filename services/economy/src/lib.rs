@@ -7,9 +7,10 @@
 //! - the books: [`ledger`] (transactions of legs, driven to an outcome with unique inserts only,
 //!   an auditor, and the in-memory store of the simulation tier);
 //! - HTTP surface: [`transactions`] (purchases, consumption, gifts, grants, history), [`market`]
-//!   (listings in escrow, search, price history), [`wallet`]
+//!   (listings in escrow, search, price history), [`trades`] (player to player), [`wallet`]
 //!   (balances, the catalog), [`instances`] (unique items), [`reversals`], [`reviews`] (the fraud review queue), [`admin`] (audit);
-//! - rules: [`catalog`] (what exists and its limits), [`fraud`], [`caller`] (who is calling);
+//! - rules: [`catalog`] (what exists and its limits), [`fraud`], [`caller`] (who is calling),
+//!   [`players`] (the player service: who exists, who blocked whom);
 //! - plumbing: [`extract`], [`workers`], [`metrics`], [`openapi`], [`state`], [`args`].
 
 pub mod admin;
@@ -25,9 +26,11 @@ pub mod ledger;
 pub mod market;
 pub mod metrics;
 pub mod openapi;
+pub mod players;
 pub mod reversals;
 pub mod reviews;
 pub mod state;
+pub mod trades;
 pub mod transactions;
 pub mod wallet;
 pub mod workers;
@@ -53,6 +56,7 @@ use crate::ledger::mongo::MongoLedger;
 use crate::market::Market;
 use crate::market::search::ListingIndex;
 use crate::metrics::Metrics;
+use crate::players::Players;
 use crate::state::{AppState, Shared};
 
 /// Request bodies larger than this are refused before they are read.
@@ -148,12 +152,16 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
             ));
         }
     };
+    let players = player_url
+        .as_deref()
+        .map(|url| Players::new(http.clone(), url, &service_key));
     let metrics = Metrics::register(&mut registry);
     let clock = Arc::new(flotilla_storage::mongo::now_ms);
     let ledger = Ledger::new(store, clock);
     let state: Shared = Arc::new(AppState::new(
         ledger,
         market,
+        players,
         mongo.clone(),
         redis,
         namespace,
@@ -164,6 +172,7 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         reversal_policy,
     ));
 
+    state.trades.ensure_indexes().await?;
     let lease = Lease::new(
         &mongo,
         "economy-recovery",
@@ -216,6 +225,7 @@ pub fn api(state: Shared) -> Router {
         .merge(wallet::routes())
         .merge(transactions::routes())
         .merge(market::routes::routes())
+        .merge(trades::routes::routes())
         .merge(admin::routes())
         .merge(reversals::routes())
         .merge(reviews::routes())

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::market::routes as market;
 use crate::state::Shared;
+use crate::trades::routes as trades;
 use crate::{admin, catalog, reversals, reviews, transactions, wallet};
 
 pub fn routes() -> Router<Shared> {
@@ -140,6 +141,29 @@ fn browse_parameters() -> Value {
     ])
 }
 
+/// Opening a trade: a keyed write, refused across a block.
+fn open_trade() -> Value {
+    let mut operation = write_answering(
+        "Open a trade with another player",
+        "player",
+        "OpenTradeRequest",
+        "Trade",
+    );
+    operation["responses"]["403"] = error("a block stands between the players");
+    operation
+}
+
+/// Trading's own answers beyond the common ones.
+fn trade(summary: &str, body: &str) -> Value {
+    let mut operation = op(summary, "player", body, "Trade");
+    operation["responses"]["403"] = error("a block stands between the players");
+    operation["responses"]["409"] =
+        error("the trade is closed, or the offer changed since the version named");
+    operation["responses"]["422"] = error("the goods offered are not there; the table is unchanged");
+    operation["responses"]["503"] = error("storage or the player service is unavailable");
+    operation
+}
+
 /// The market's own answers beyond the common ones.
 fn market(mut operation: Value) -> Value {
     operation["responses"]["403"] = error("only the seller may do this");
@@ -192,6 +216,17 @@ pub fn document() -> Value {
             "/v1/market/listings/{id}/cancel": {"post": with_parameters(market(op("Take a listing down; what is left goes back to the seller", "player", "", "Listing")), json!([path("id")]))},
             "/v1/market/items/{item}/prices": {"get": with_parameters(op("An item's latest sales and median price", "player", "", "PriceHistory"), json!([path("item"), query("limit", json!({"type": "integer", "minimum": 1, "maximum": 100}))]))},
             "/v1/admin/market/reindex": {"post": op("Rebuild the listings' search index from the store", "admin", "", "Reindex")},
+            "/v1/trades": {
+                "post": open_trade(),
+                "get": with_parameters(op("The caller's trades, newest first", "player", "", "TradePage"), json!([
+                    query("limit", json!({"type": "integer", "minimum": 0, "maximum": u32::MAX})),
+                    query("cursor", json!({"type": "string"})),
+                ])),
+            },
+            "/v1/trades/{id}": {"get": with_parameters(op("A trade the caller is a party to", "player", "", "Trade"), json!([path("id")]))},
+            "/v1/trades/{id}/offer": {"put": with_parameters(trade("Put goods on the table, replacing the caller's; withdraws both acceptances", "OfferRequest"), json!([path("id")]))},
+            "/v1/trades/{id}/accept": {"post": with_parameters(trade("Accept the version seen; when both have, the goods change hands", "AcceptRequest"), json!([path("id")]))},
+            "/v1/trades/{id}/cancel": {"post": with_parameters(trade("Cancel: everything goes back", ""), json!([path("id")]))},
             "/v1/admin/audit": {"post": op("Recompute the books from every record", "admin", "", "Audit")},
             "/v1/admin/reversals": {"post": reversal()},
             "/v1/admin/reviews": {"get": with_parameters(op("Transactions held by fraud rules, oldest first", "admin", "", "TransactionPage"), json!([
@@ -232,6 +267,10 @@ fn schemas() -> Value {
         ("Listing", schema::<crate::market::listings::ListingView>()),
         ("PriceHistory", schema::<market::PriceHistory>()),
         ("Reindex", schema::<market::ReindexAnswer>()),
+        ("OpenTradeRequest", schema::<trades::OpenRequest>()),
+        ("OfferRequest", schema::<trades::OfferRequest>()),
+        ("AcceptRequest", schema::<trades::AcceptRequest>()),
+        ("Trade", schema::<trades::TradeView>()),
     ];
     for (name, schema) in entries {
         schemas.insert(name.to_owned(), schema);
@@ -251,9 +290,17 @@ fn schemas() -> Value {
     generator.subschema_for::<market::ListAnswer>();
     generator.subschema_for::<market::ListingPage>();
     generator.subschema_for::<market::PriceHistory>();
+    generator.subschema_for::<trades::TradeView>();
     for (name, schema) in generator.take_definitions(true) {
         schemas.entry(name).or_insert(schema);
     }
+    schemas.insert(
+        "TradePage".into(),
+        json!({"type": "object", "required": ["items"], "properties": {
+            "items": {"type": "array", "items": reference("Trade")},
+            "nextCursor": {"type": "string", "description": "pass back for the next page; absent on the last"},
+        }}),
+    );
     schemas.insert(
         "TransactionPage".into(),
         json!({"type": "object", "required": ["items"], "properties": {
@@ -275,8 +322,9 @@ fn schemas() -> Value {
 mod tests {
     use super::*;
 
-    const SOURCES: [&str; 8] = [
+    const SOURCES: [&str; 9] = [
         include_str!("market/routes.rs"),
+        include_str!("trades/routes.rs"),
         include_str!("wallet.rs"),
         include_str!("reviews.rs"),
         include_str!("reversals.rs"),

@@ -14,7 +14,9 @@ use crate::ledger::engine::Ledger;
 use crate::ledger::mongo::MongoLedger;
 use crate::market::Market;
 use crate::metrics::Metrics;
+use crate::players::Players;
 use crate::reversals::Policy;
+use crate::trades::Trades;
 
 pub type Shared = Arc<AppState>;
 
@@ -23,6 +25,9 @@ pub struct AppState {
     /// Unique items' records: what each instance is ([`crate::instances`]).
     pub instances: Store<Instance>,
     pub market: Market,
+    pub trades: Trades,
+    /// The player service, when `--player-url` names it: trades and gifts check players with it.
+    pub players: Option<Players>,
     pub mongo: Mongo,
     pub redis: redis::aio::ConnectionManager,
     /// The player service's namespace in Redis (revoked sessions).
@@ -40,6 +45,7 @@ impl AppState {
     pub fn new(
         ledger: Ledger<MongoLedger>,
         market: Market,
+        players: Option<Players>,
         mongo: Mongo,
         redis: redis::aio::ConnectionManager,
         namespace: String,
@@ -54,6 +60,8 @@ impl AppState {
             ledger,
             instances: mongo.store(),
             market,
+            trades: Trades::new(&mongo),
+            players,
             mongo,
             redis,
             namespace,

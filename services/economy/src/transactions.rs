@@ -275,6 +275,16 @@ async fn gift(
     if request.to == caller.player {
         return Err(Error::bad("to", "a gift goes to another player"));
     }
+    // With the player service at hand: no gifts into the void, nor across a block.
+    if let Some(players) = &state.players {
+        match players.relation(&caller.player, &request.to).await? {
+            None => return Err(Error::NotFound("player")),
+            Some(relation) if relation.blocked => {
+                return Err(Error::Forbidden("you cannot give to this player"));
+            }
+            Some(_) => {}
+        }
+    }
     let catalog = state.catalog();
     let tradeable = |item: &Item| match item.tradeable {
         true => Ok(()),
@@ -541,7 +551,7 @@ async fn player_history(
 }
 
 /// The kinds of transaction history can be filtered by.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 13] = [
     "grant",
     "purchase",
     "consume",
@@ -551,6 +561,10 @@ pub const KINDS: [&str; 9] = [
     "market-buy",
     "market-cancel",
     "market-expire",
+    "trade-offer",
+    "trade",
+    "trade-cancel",
+    "trade-expire",
 ];
 
 /// A player's transactions, newest first, in pages.

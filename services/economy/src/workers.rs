@@ -1,4 +1,4 @@
-//! Background work: the recovery worker, the market's expiry and the continuous audit (on one
+//! Background work: the recovery worker, the market's and trades' expiry and the continuous audit (on one
 //! replica at a time, by lease), catalog reloads and the player service's key refresh (on every
 //! replica).
 
@@ -29,6 +29,7 @@ pub async fn recover_and_audit(
     // Every listing expiring before this is closed; a new lease holder starts from the beginning.
     let mut expired_until = 0;
     let mut stragglers = Vec::new();
+    let mut trades_expired_until = 0;
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
@@ -53,6 +54,11 @@ pub async fn recover_and_audit(
             Ok(0) => {}
             Ok(closed) => tracing::info!(closed, "returned expired listings"),
             Err(error) => tracing::warn!(%error, "listing expiry round failed"),
+        }
+        match crate::trades::expire_due(&state, &mut trades_expired_until).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "returned expired trades"),
+            Err(error) => tracing::warn!(%error, "trade expiry round failed"),
         }
         if let Some(period) = audit_every
             && last_audit.is_none_or(|at| at.elapsed() >= period)

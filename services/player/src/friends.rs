@@ -50,7 +50,7 @@ use crate::extract::QueryParams;
 use crate::model::{FriendEdge, FriendState, NotificationKind, Player, RelationshipStep, RequestAudience};
 use crate::players::{self, PublicProfile};
 use crate::privacy::{self, Relation};
-use crate::session::Session;
+use crate::session::{ServiceCaller, Session};
 use crate::state::{AppState, Shared};
 
 pub fn routes() -> Router<Shared> {
@@ -64,6 +64,7 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/friends/{id}/block", post(block).delete(unblock))
         .route("/v1/friends/{id}/mutual", get(mutual))
         .route("/v1/blocks", get(blocks))
+        .route("/v1/admin/players/{id}/relations/{other}", get(relation_between))
 }
 
 /// One of the caller's relationships, as the caller sees it.
@@ -1031,4 +1032,32 @@ mod tests {
         assert_eq!(decide(Op::Request, pair(None, Some(Mutual))), Ok(SENT));
         assert_eq!(decide(Op::Request, pair(None, Some(Sent))), Ok(SENT));
     }
+}
+
+/// How two players stand, for other services (the economy refuses trades across a block).
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RelationView {
+    /// Either blocked the other.
+    pub blocked: bool,
+    pub friends: bool,
+}
+
+/// `GET /v1/admin/players/{id}/relations/{other}` (service key): 404 when either player does not
+/// exist, so a caller also learns that both accounts are real.
+async fn relation_between(
+    State(state): State<Shared>,
+    _caller: ServiceCaller,
+    Path((id, other)): Path<(String, String)>,
+) -> Result<Json<RelationView>> {
+    let found = state.players.get_many(&[id.as_str(), other.as_str()]).await?;
+    let exists = |player: &str| found.iter().any(|p| p.id == player);
+    if !exists(&id) || !exists(&other) {
+        return Err(Error::NotFound("player"));
+    }
+    let relation = privacy::relation(&state, &id, &other).await?;
+    Ok(Json(RelationView {
+        blocked: relation.blocked(),
+        friends: relation.friends(),
+    }))
 }

@@ -246,6 +246,7 @@ fn operations() -> Value {
             "post": op("Ban a player: refuse sign-in, revoke sessions, close connections", "service", "BanRequest", ("204", "")),
             "delete": op("Lift a ban", "service", "", ("204", "")),
         },
+        "/v1/admin/players/{id}/relations/{other}": {"get": op("Whether two players blocked each other or are friends (404: either does not exist)", "service", "", ("200", "Relation"))},
         "/v1/friends": {"get": with_query(
             op("Your relationships, most recently changed first; without ?state=, all but blocks", "player", "", ("200", "FriendPage")),
             &[query("state", false, json!({"type": "string", "enum": ["mutual", "inviteSent", "inviteReceived", "blocked"]}), "only relationships in this state"), limit(20, 100), cursor()],
@@ -367,6 +368,7 @@ fn schemas() -> Value {
         ("PublicProfiles", schema::<Vec<players::PublicProfile>>()),
         ("ProfileUpdate", schema::<profiles::ProfileUpdate>()),
         ("Stats", schema::<matches::Stats>()),
+        ("Relation", schema::<friends::RelationView>()),
         ("MatchReport", schema::<matches::MatchReport>()),
         ("BanRequest", schema::<admin::BanRequest>()),
         ("Privacy", schema::<model::Privacy>()),

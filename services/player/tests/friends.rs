@@ -420,6 +420,40 @@ async fn privacy_settings_decide_who_may_ask() {
 }
 
 #[tokio::test]
+async fn services_ask_how_two_players_stand_and_learn_whether_both_exist() {
+    let replica = Deployment::new().replica().await;
+    let ann = replica.player(&name("ann")).await;
+    let bob = replica.player(&name("bob")).await;
+    let relation = |a: &Player, b: &Player| format!("/v1/admin/players/{}/relations/{}", a.id, b.id);
+    let stand = replica
+        .get(&relation(&ann, &bob), support::SERVICE_KEY)
+        .await
+        .expect(200);
+    assert_eq!(stand, json!({"blocked": false, "friends": false}));
+    replica.befriend(&ann, &bob).await;
+    let stand = replica
+        .get(&relation(&bob, &ann), support::SERVICE_KEY)
+        .await
+        .expect(200);
+    assert_eq!(stand, json!({"blocked": false, "friends": true}));
+    replica.block(&bob, &ann).await;
+    for (a, b) in [(&ann, &bob), (&bob, &ann)] {
+        let stand = replica
+            .get(&relation(a, b), support::SERVICE_KEY)
+            .await
+            .expect(200);
+        assert_eq!(
+            stand,
+            json!({"blocked": true, "friends": false}),
+            "either way round"
+        );
+    }
+    let ghost = format!("/v1/admin/players/{}/relations/nobody", ann.id);
+    replica.get(&ghost, support::SERVICE_KEY).await.expect(404);
+    replica.get(&relation(&ann, &bob), &ann.token).await.expect(401);
+}
+
+#[tokio::test]
 async fn a_block_ends_the_friendship_and_the_blocked_player_cannot_tell() {
     let deployment = Deployment::new();
     let (one, two) = (deployment.replica().await, deployment.replica().await);

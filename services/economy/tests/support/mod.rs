@@ -64,9 +64,30 @@ fn env(name: &str) -> String {
         .unwrap_or_else(|_| panic!("{name} is not set: run e2e/storage/up.sh and load its env file"))
 }
 
+/// The signing key of the players' tokens, the player service's when a test starts one.
+fn token_pkcs8() -> &'static [u8] {
+    static KEY: OnceLock<Vec<u8>> = OnceLock::new();
+    KEY.get_or_init(|| TokenKeys::generate_pkcs8().expect("key"))
+}
+
 fn token_keys() -> &'static TokenKeys {
     static KEYS: OnceLock<TokenKeys> = OnceLock::new();
-    KEYS.get_or_init(|| TokenKeys::new(&TokenKeys::generate_pkcs8().expect("key"), &[]).expect("keys"))
+    KEYS.get_or_init(|| TokenKeys::new(token_pkcs8(), &[]).expect("keys"))
+}
+
+/// Signs up a player with the player service (a device sign-in); their id and access token.
+pub async fn sign_up(player_url: &str, username: &str) -> (String, String) {
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{player_url}/v1/auth/device"))
+        .json(&serde_json::json!({"id": unique("device-"), "username": username}))
+        .send()
+        .await
+        .expect("sign up")
+        .json()
+        .await
+        .expect("answer");
+    let id = answer["player"]["id"].as_str().expect("id").to_owned();
+    (id, answer["accessToken"].as_str().expect("token").to_owned())
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -162,6 +183,53 @@ impl Deployment {
             reversal_policy: flotilla_economy::reversals::Policy::Fail,
             audit_interval_seconds: 0,
         }
+    }
+
+    /// Starts the player service on this deployment's database and namespace (with the key the
+    /// tests sign with), and returns its base URL.
+    pub async fn player_service(&self) -> String {
+        use base64::Engine;
+        let args = flotilla_player::args::ServeArgs {
+            storage: flotilla_player::args::StorageArgs {
+                mongo_url: env("FLOTILLA_MONGO_URL"),
+                database: self.database.clone(),
+                mongo_pool: 8,
+                redis_url: env("FLOTILLA_REDIS_URL"),
+                opensearch_url: env("FLOTILLA_OPENSEARCH_URL"),
+                namespace: self.namespace.clone(),
+                replica: unique("player-"),
+            },
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            metrics_addr: "127.0.0.1:0".parse().expect("addr"),
+            migrate: true,
+            token_key: Some(base64::engine::general_purpose::STANDARD.encode(token_pkcs8())),
+            token_key_file: None,
+            token_previous_keys: Vec::new(),
+            service_key: SERVICE_KEY.into(),
+            access_token_seconds: 900,
+            refresh_token_days: 30,
+            friend_limit: 100,
+            profile_cache_seconds: 300,
+            client_ip_header: None,
+            trusted_proxy_hops: 1,
+            login_limit_account: 100,
+            login_limit_address: 10_000,
+        };
+        let (_, api, _) = flotilla_player::build(args).await.expect("player service starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            axum::serve(listener, api.into_make_service_with_connect_info::<SocketAddr>()).await
+        });
+        format!("http://{addr}")
+    }
+
+    /// A replica that asks the player service at `player_url` about players (and fetches its keys).
+    pub async fn replica_with_players(&self, player_url: &str) -> Replica {
+        let mut args = self.serve_args();
+        args.player_url = Some(player_url.to_owned());
+        args.player_token_keys = Vec::new();
+        self.replica_with(args).await
     }
 
     /// Starts a replica and returns it once it listens.
