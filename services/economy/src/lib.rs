@@ -18,6 +18,7 @@ pub mod args;
 pub mod caller;
 pub mod catalog;
 mod error;
+pub mod exchange;
 pub mod extract;
 pub mod fraud;
 pub mod ids;

@@ -15,6 +15,7 @@ use crate::catalog::Catalog;
 use crate::extract::{IdempotencyKey, JsonBody, QueryParams};
 use crate::ids;
 use crate::state::Shared;
+use crate::trades;
 use crate::trades::state::{Action, Goods, Side, Status, TradeState};
 use crate::trades::{Trade, act, current};
 use crate::transactions::{check_amount, identify, stackable_item, valid_player};
@@ -164,11 +165,11 @@ async fn open(
                 created_ms: now,
                 expires_ms: now + seconds * 1_000,
             };
-            state.trades.open(&trade).await?;
+            trades::open(&state, &trade).await?;
             trade
         }
     };
-    let (_, now) = current(&state, &trade).await?;
+    let now = current(&state, &trade).await?;
     Ok(Json(TradeView::new(&trade, &now)))
 }
 
@@ -198,7 +199,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<TradeView>> {
     let trade = party_trade(&state, &caller, &id).await?;
-    let (_, now) = current(&state, &trade).await?;
+    let now = current(&state, &trade).await?;
     Ok(Json(TradeView::new(&trade, &now)))
 }
 
@@ -265,7 +266,7 @@ async fn mine(
         .await?;
     let mut views = Vec::new();
     for trade in &page.items {
-        let (_, now) = current(&state, trade).await?;
+        let now = current(&state, trade).await?;
         views.push(TradeView::new(trade, &now));
     }
     Ok(Json(Page {
