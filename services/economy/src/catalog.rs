@@ -32,6 +32,52 @@ pub struct Catalog {
     /// The marketplace's rules ([`crate::market`]).
     #[serde(default)]
     pub market: MarketRules,
+    /// The auction house's rules ([`crate::auctions`]).
+    #[serde(default)]
+    pub auctions: AuctionRules,
+}
+
+/// What the auction house charges and allows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuctionRules {
+    /// The currencies bids may be in; none: the auction house is closed.
+    #[serde(default)]
+    pub currencies: Vec<String>,
+    /// Charged to the seller for each auction (kept whatever becomes of it).
+    pub listing_fee: Option<Fee>,
+    /// The share of the winning bid that goes to the `sink`, in basis points, rounded down.
+    #[serde(default)]
+    pub sale_fee_bps: i64,
+    /// The longest an auction may run (default 168 hours).
+    #[serde(default = "week")]
+    pub max_duration_hours: i64,
+    /// The least a bid must beat the top one by: sellers may ask for more, not less.
+    #[serde(default = "one")]
+    pub min_increment: i64,
+    /// A bid this close to the end (default 60 s) pushes the end back by `snipingExtensionSeconds`
+    /// (default 60 s), in all at most `maxExtensionSeconds` (default 600 s).
+    #[serde(default = "minute")]
+    pub sniping_window_seconds: i64,
+    #[serde(default = "minute")]
+    pub sniping_extension_seconds: i64,
+    #[serde(default = "ten_minutes")]
+    pub max_extension_seconds: i64,
+}
+
+impl Default for AuctionRules {
+    fn default() -> Self {
+        Self {
+            currencies: Vec::new(),
+            listing_fee: None,
+            sale_fee_bps: 0,
+            max_duration_hours: week(),
+            min_increment: one(),
+            sniping_window_seconds: minute(),
+            sniping_extension_seconds: minute(),
+            max_extension_seconds: ten_minutes(),
+        }
+    }
 }
 
 /// What the marketplace charges and allows.
@@ -157,6 +203,14 @@ fn max_balance() -> i64 {
 
 fn week() -> i64 {
     168
+}
+
+fn minute() -> i64 {
+    60
+}
+
+fn ten_minutes() -> i64 {
+    600
 }
 
 fn yes() -> bool {
@@ -310,26 +364,31 @@ impl Catalog {
     }
 
     fn validate_market(&self) -> Result<()> {
-        let market = &self.market;
-        let fail = |path: String, message: &str| Err(Error::Catalog(format!("market.{path}: {message}")));
-        for (index, code) in market.currencies.iter().enumerate() {
-            if self.currency(code).is_none() {
-                return fail(format!("currencies[{index}]"), "unknown currency");
-            }
+        let (market, auctions) = (&self.market, &self.auctions);
+        self.validate_exchange(
+            "market",
+            (&market.currencies, &market.listing_fee),
+            market.sale_fee_bps,
+            market.max_duration_hours,
+        )?;
+        self.validate_exchange(
+            "auctions",
+            (&auctions.currencies, &auctions.listing_fee),
+            auctions.sale_fee_bps,
+            auctions.max_duration_hours,
+        )?;
+        let fail = |path: &str, message: &str| Err(Error::Catalog(format!("auctions.{path}: {message}")));
+        if !(1..=MAX_AMOUNT).contains(&auctions.min_increment) {
+            return fail("minIncrement", "must be between 1 and 10^12");
         }
-        if let Some(fee) = &market.listing_fee {
-            if self.currency(&fee.currency).is_none() {
-                return fail("listingFee.currency".into(), "unknown currency");
+        for (path, seconds) in [
+            ("snipingWindowSeconds", auctions.sniping_window_seconds),
+            ("snipingExtensionSeconds", auctions.sniping_extension_seconds),
+            ("maxExtensionSeconds", auctions.max_extension_seconds),
+        ] {
+            if !(0..=86_400).contains(&seconds) {
+                return fail(path, "must be between 0 and 86400");
             }
-            if !(1..=MAX_AMOUNT).contains(&fee.amount) {
-                return fail("listingFee.amount".into(), "must be between 1 and 10^12");
-            }
-        }
-        if !(0..=10_000).contains(&market.sale_fee_bps) {
-            return fail("saleFeeBps".into(), "must be between 0 and 10000");
-        }
-        if !(1..=24 * 365).contains(&market.max_duration_hours) {
-            return fail("maxDurationHours".into(), "must be between 1 and 8760");
         }
         for (index, item) in self.items.iter().enumerate() {
             if item.category.as_ref().is_some_and(|c| !valid_name(c)) {
@@ -337,6 +396,38 @@ impl Catalog {
                     "items[{index}].category: must match [a-z0-9_-]{{1,32}}"
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// The market's and the auction house's shared rules: known currencies, a fee that is an
+    /// amount, a sale fee that is a share, a duration within a year.
+    fn validate_exchange(
+        &self,
+        section: &str,
+        (currencies, listing_fee): (&[String], &Option<Fee>),
+        sale_fee_bps: i64,
+        max_duration_hours: i64,
+    ) -> Result<()> {
+        let fail = |path: String, message: &str| Err(Error::Catalog(format!("{section}.{path}: {message}")));
+        for (index, code) in currencies.iter().enumerate() {
+            if self.currency(code).is_none() {
+                return fail(format!("currencies[{index}]"), "unknown currency");
+            }
+        }
+        if let Some(fee) = listing_fee {
+            if self.currency(&fee.currency).is_none() {
+                return fail("listingFee.currency".into(), "unknown currency");
+            }
+            if !(1..=MAX_AMOUNT).contains(&fee.amount) {
+                return fail("listingFee.amount".into(), "must be between 1 and 10^12");
+            }
+        }
+        if !(0..=10_000).contains(&sale_fee_bps) {
+            return fail("saleFeeBps".into(), "must be between 0 and 10000");
+        }
+        if !(1..=24 * 365).contains(&max_duration_hours) {
+            return fail("maxDurationHours".into(), "must be between 1 and 8760");
         }
         Ok(())
     }

@@ -7,7 +7,8 @@
 //! - the books: [`ledger`] (transactions of legs, driven to an outcome with unique inserts only,
 //!   an auditor, and the in-memory store of the simulation tier);
 //! - HTTP surface: [`transactions`] (purchases, consumption, gifts, grants, history), [`market`]
-//!   (listings in escrow, search, price history), [`trades`] (player to player), [`wallet`]
+//!   (listings in escrow, search, price history), [`trades`] (player to player), [`auctions`],
+//!   [`wallet`]
 //!   (balances, the catalog), [`instances`] (unique items), [`reversals`], [`reviews`] (the fraud review queue), [`admin`] (audit);
 //! - rules: [`catalog`] (what exists and its limits), [`fraud`], [`caller`] (who is calling),
 //!   [`players`] (the player service: who exists, who blocked whom);
@@ -15,6 +16,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod auctions;
 pub mod caller;
 pub mod catalog;
 mod error;
@@ -174,6 +176,7 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
     ));
 
     state.trades.ensure_indexes().await?;
+    state.auctions.ensure_indexes().await?;
     let lease = Lease::new(
         &mongo,
         "economy-recovery",
@@ -227,6 +230,7 @@ pub fn api(state: Shared) -> Router {
         .merge(transactions::routes())
         .merge(market::routes::routes())
         .merge(trades::routes::routes())
+        .merge(auctions::routes::routes())
         .merge(admin::routes())
         .merge(reversals::routes())
         .merge(reviews::routes())

@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
+use crate::auctions::routes as auctions;
 use crate::market::routes as market;
 use crate::state::Shared;
 use crate::trades::routes as trades;
@@ -164,6 +165,16 @@ fn trade(summary: &str, body: &str) -> Value {
     operation
 }
 
+/// The auction house's answers beyond the common ones.
+fn auction(summary: &str, auth: &str, body: &str, answer: &str) -> Value {
+    let mut operation = op(summary, auth, body, answer);
+    operation["responses"]["409"] =
+        error("bids came in since the version named (the answer says the current one and the least bid)");
+    operation["responses"]["422"] =
+        error("refused: below the least bid, already the top bid, ended, or not enough funds");
+    operation
+}
+
 /// The market's own answers beyond the common ones.
 fn market(mut operation: Value) -> Value {
     operation["responses"]["403"] = error("only the seller may do this");
@@ -227,6 +238,20 @@ pub fn document() -> Value {
             "/v1/trades/{id}/offer": {"put": with_parameters(trade("Put goods on the table, replacing the caller's; withdraws both acceptances", "OfferRequest"), json!([path("id")]))},
             "/v1/trades/{id}/accept": {"post": with_parameters(trade("Accept the version seen; when both have, the goods change hands", "AcceptRequest"), json!([path("id")]))},
             "/v1/trades/{id}/cancel": {"post": with_parameters(trade("Cancel: everything goes back", ""), json!([path("id")]))},
+            "/v1/auctions": {
+                "post": write_answering("Put a lot up for auction; it moves to the auction's escrow", "player", "CreateAuctionRequest", "Auction"),
+                "get": with_parameters(op("Auctions, newest first", "player", "", "AuctionPage"), json!([
+                    query("item", json!({"type": "string"})),
+                    query("seller", json!({"type": "string"})),
+                    query("limit", json!({"type": "integer", "minimum": 0, "maximum": u32::MAX})),
+                    query("cursor", json!({"type": "string"})),
+                ])),
+            },
+            "/v1/auctions/{id}": {"get": with_parameters(op("An auction and its state", "player", "", "Auction"), json!([path("id")]))},
+            "/v1/auctions/{id}/bids": {
+                "post": with_parameters(auction("Bid: the amount is held at once, the bid beaten is refunded at once", "player", "BidRequest", "Auction"), json!([path("id")])),
+                "get": with_parameters(op("The bids that went through, newest first", "player", "", "Bids"), json!([path("id")])),
+            },
             "/v1/admin/audit": {"post": op("Recompute the books from every record", "admin", "", "Audit")},
             "/v1/admin/reversals": {"post": reversal()},
             "/v1/admin/reviews": {"get": with_parameters(op("Transactions held by fraud rules, oldest first", "admin", "", "TransactionPage"), json!([
@@ -271,6 +296,10 @@ fn schemas() -> Value {
         ("OfferRequest", schema::<trades::OfferRequest>()),
         ("AcceptRequest", schema::<trades::AcceptRequest>()),
         ("Trade", schema::<trades::TradeView>()),
+        ("CreateAuctionRequest", schema::<auctions::CreateRequest>()),
+        ("BidRequest", schema::<auctions::BidRequest>()),
+        ("Auction", schema::<auctions::AuctionView>()),
+        ("Bids", schema::<Vec<crate::auctions::state::Bid>>()),
     ];
     for (name, schema) in entries {
         schemas.insert(name.to_owned(), schema);
@@ -291,9 +320,18 @@ fn schemas() -> Value {
     generator.subschema_for::<market::ListingPage>();
     generator.subschema_for::<market::PriceHistory>();
     generator.subschema_for::<trades::TradeView>();
+    generator.subschema_for::<auctions::AuctionView>();
+    generator.subschema_for::<Vec<crate::auctions::state::Bid>>();
     for (name, schema) in generator.take_definitions(true) {
         schemas.entry(name).or_insert(schema);
     }
+    schemas.insert(
+        "AuctionPage".into(),
+        json!({"type": "object", "required": ["items"], "properties": {
+            "items": {"type": "array", "items": reference("Auction")},
+            "nextCursor": {"type": "string", "description": "pass back for the next page; absent on the last"},
+        }}),
+    );
     schemas.insert(
         "TradePage".into(),
         json!({"type": "object", "required": ["items"], "properties": {
@@ -322,7 +360,8 @@ fn schemas() -> Value {
 mod tests {
     use super::*;
 
-    const SOURCES: [&str; 9] = [
+    const SOURCES: [&str; 10] = [
+        include_str!("auctions/routes.rs"),
         include_str!("market/routes.rs"),
         include_str!("trades/routes.rs"),
         include_str!("wallet.rs"),

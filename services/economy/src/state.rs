@@ -7,6 +7,7 @@ use flotilla_player::tokens::Verifier;
 use flotilla_storage::model::Store;
 use flotilla_storage::mongo::Mongo;
 
+use crate::auctions::Auctions;
 use crate::caller::Keys;
 use crate::catalog::Catalog;
 use crate::instances::Instance;
@@ -26,6 +27,7 @@ pub struct AppState {
     pub instances: Store<Instance>,
     pub market: Market,
     pub trades: Trades,
+    pub auctions: Auctions,
     /// The player service, when `--player-url` names it: trades and gifts check players with it.
     pub players: Option<Players>,
     pub mongo: Mongo,
@@ -61,6 +63,7 @@ impl AppState {
             instances: mongo.store(),
             market,
             trades: Trades::new(&mongo),
+            auctions: Auctions::new(&mongo),
             players,
             mongo,
             redis,

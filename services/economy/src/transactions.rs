@@ -551,7 +551,7 @@ async fn player_history(
 }
 
 /// The kinds of transaction history can be filtered by.
-pub const KINDS: [&str; 13] = [
+pub const KINDS: [&str; 16] = [
     "grant",
     "purchase",
     "consume",
@@ -565,6 +565,9 @@ pub const KINDS: [&str; 13] = [
     "trade",
     "trade-cancel",
     "trade-expire",
+    "auction-create",
+    "auction-bid",
+    "auction-settle",
 ];
 
 /// A player's transactions, newest first, in pages.

@@ -1,4 +1,5 @@
-//! Background work: the recovery worker, the market's and trades' expiry and the continuous audit (on one
+//! Background work: the recovery worker, the market's and trades' expiry, auction settlement and
+//! the continuous audit (on one
 //! replica at a time, by lease), catalog reloads and the player service's key refresh (on every
 //! replica).
 
@@ -30,6 +31,7 @@ pub async fn recover_and_audit(
     let mut expired_until = 0;
     let mut stragglers = Vec::new();
     let mut trades_expired_until = 0;
+    let (mut auctions_settled_until, mut extended_auctions) = (0, Vec::new());
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
@@ -59,6 +61,11 @@ pub async fn recover_and_audit(
             Ok(0) => {}
             Ok(expired) => tracing::info!(expired, "returned expired trades"),
             Err(error) => tracing::warn!(%error, "trade expiry round failed"),
+        }
+        match crate::auctions::settle_due(&state, &mut auctions_settled_until, &mut extended_auctions).await {
+            Ok(0) => {}
+            Ok(settled) => tracing::info!(settled, "settled ended auctions"),
+            Err(error) => tracing::warn!(%error, "auction settlement round failed"),
         }
         if let Some(period) = audit_every
             && last_audit.is_none_or(|at| at.elapsed() >= period)

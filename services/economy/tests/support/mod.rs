@@ -57,6 +57,14 @@ market:
   listingFee: {currency: gold, amount: 1}
   saleFeeBps: 1000
   maxDurationHours: 24
+auctions:
+  currencies: [gold]
+  listingFee: {currency: gold, amount: 1}
+  saleFeeBps: 1000
+  minIncrement: 5
+  snipingWindowSeconds: 5
+  snipingExtensionSeconds: 2
+  maxExtensionSeconds: 4
 "#;
 
 fn env(name: &str) -> String {
