@@ -6,8 +6,8 @@
 #                                        services, apply the sample fleet and autoscaler, allocate
 #                                        a session through the allocation API, sign bots in, let
 #                                        them play a match (their rewards are granted through the
-#                                        economy), spend what they earned and sell a potion to
-#                                        each other on the market, then print the fleet's state,
+#                                        economy), spend what they earned, sell a potion to each
+#                                        other on the market and at auction, then print the fleet's state,
 #                                        the bots' wallets, the audit and where to look
 #   e2e/demo.sh down   (./x demo down)  stop it all
 #
@@ -162,6 +162,30 @@ if [[ -n $seller && -n $buyer ]]; then
     "http://$economy_ip/v1/market/items/potion/prices" | jq -c .median)"
 else
   echo "no bot has a potion to sell and another the gold to buy it (the match rewards were small)"
+fi
+step "the auction house: a bot auctions a potion for 3 s, another bids, the worker settles it"
+seller=""; buyer=""
+for i in "${!ids[@]}"; do
+  if [[ -z $seller ]] && (( $(potions "${tokens[$i]}") > 0 && $(gold "${tokens[$i]}") >= 2 )); then seller=$i
+  elif [[ -z $buyer ]] && (( $(gold "${tokens[$i]}") >= 1 )); then buyer=$i; fi
+done
+if [[ -n $seller && -n $buyer ]]; then
+  auction=$(curl --silent --show-error --fail-with-body -H "Authorization: Bearer ${tokens[$seller]}" \
+    -H 'Content-Type: application/json' -H "Idempotency-Key: demo-auction" \
+    --data '{"item": "potion", "amount": 1, "currency": "gold", "startPrice": 1, "durationSeconds": 3}' \
+    "http://$economy_ip/v1/auctions")
+  id=$(jq -r .id <<< "$auction")
+  curl --silent --show-error --fail-with-body -H "Authorization: Bearer ${tokens[$buyer]}" \
+    -H 'Content-Type: application/json' --data "$(jq -c '{amount: .minimumBid, version}' <<< "$auction")" \
+    "http://$economy_ip/v1/auctions/$id/bids" > /dev/null
+  for _ in $(seq 30); do
+    state=$(curl --silent --fail -H "Authorization: Bearer ${tokens[$buyer]}" "http://$economy_ip/v1/auctions/$id")
+    [[ $(jq -r .state <<< "$state") != open ]] && break
+    sleep 1
+  done
+  jq -c '{auction: .id, seller, state, topBid}' <<< "$state"
+else
+  echo "no bot has a potion and 2 gold to auction it, and another gold to bid"
 fi
 admin_key=$(kubectl -n flotilla-system get secret flotilla-economy -o jsonpath='{.data.admin-key}' | base64 -d)
 curl --silent --show-error --fail-with-body -X POST -H "Authorization: Bearer $admin_key" "http://$economy_ip/v1/admin/audit" |

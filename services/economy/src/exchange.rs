@@ -180,9 +180,14 @@ impl<K: Kind> Steps<K> {
                 kind: PhantomData,
             };
             if self.sequence.append(&step).await? == Append::Appended {
-                return Ok(match settle(state, &step).await? {
-                    (after, None) => Applied::Committed(after),
-                    (after, Some(reason)) => Applied::Voided(after, reason),
+                let (after, voided) = settle(state, &step).await?;
+                if !step.legs.is_empty() {
+                    let kind = K::transaction_kind(action);
+                    state.metrics.transaction(kind, voided.is_none());
+                }
+                return Ok(match voided {
+                    None => Applied::Committed(after),
+                    Some(reason) => Applied::Voided(after, reason),
                 });
             }
         }

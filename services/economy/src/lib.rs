@@ -22,6 +22,7 @@ pub mod catalog;
 mod error;
 pub mod exchange;
 pub mod extract;
+pub mod fees;
 pub mod fraud;
 pub mod ids;
 pub mod instances;

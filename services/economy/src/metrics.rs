@@ -35,10 +35,26 @@ pub struct RouteLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransactionLabels {
-    /// `grant`, `purchase`, `consume`, `gift`.
+    /// `grant`, `purchase`, `consume`, `gift`, the market's, trades' and auctions' kinds.
     pub kind: &'static str,
     /// `committed` or `voided`.
     pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SaleLabels {
+    /// `market` or `auction`.
+    pub venue: &'static str,
+    /// A catalog currency (bounded by the catalog).
+    pub currency: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EscrowLabels {
+    /// `listing`, `trade` or `auction`.
+    pub exchange: String,
+    /// `c:<currency>` or `i:<item>` (an instance counts in its item).
+    pub asset: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,6 +70,11 @@ pub struct Metrics {
     pub duration: Family<RouteLabels, Histogram>,
     pub transactions: Family<TransactionLabels, Counter>,
     pub fraud: Family<FraudLabels, Counter>,
+    /// Sales on the market and in the auction house, and their volume (prices summed).
+    pub sales: Family<SaleLabels, Counter>,
+    pub sales_volume: Family<SaleLabels, Counter>,
+    /// What escrow accounts hold, per exchange and asset, at the last audit.
+    pub escrow: Family<EscrowLabels, Gauge>,
     /// Value created or destroyed according to the last audit: must stay 0.
     pub audit_drift: Gauge,
     pub audit_violations: Gauge,
@@ -77,6 +98,9 @@ impl Metrics {
             duration,
             transactions: Family::default(),
             fraud: Family::default(),
+            sales: Family::default(),
+            sales_volume: Family::default(),
+            escrow: Family::default(),
             audit_drift: Gauge::default(),
             audit_violations: Gauge::default(),
             audit_unfinished: Gauge::default(),
@@ -135,6 +159,21 @@ impl Metrics {
             "flotilla_economy_catalog_refused",
             "Catalog documents refused by validation (the running one stayed)",
             metrics.catalog_refused.clone(),
+        );
+        r.register(
+            "flotilla_economy_sales",
+            "Sales on the market and in the auction house, by venue and currency",
+            metrics.sales.clone(),
+        );
+        r.register(
+            "flotilla_economy_sales_volume",
+            "Prices of sales summed, in the currency's minor units",
+            metrics.sales_volume.clone(),
+        );
+        r.register(
+            "flotilla_economy_escrow_held",
+            "What escrow accounts held at the last audit, by exchange and asset",
+            metrics.escrow.clone(),
         );
         r.register(
             "flotilla_economy_fraud_checks",
@@ -202,5 +241,27 @@ async fn ready(State(state): State<Shared>) -> Response {
     match (state.mongo.ping().await, redis_ok) {
         (Ok(()), true) => "ready".into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "storage unreachable").into_response(),
+    }
+}
+
+impl Metrics {
+    /// Counts a decided transaction.
+    pub fn transaction(&self, kind: &'static str, committed: bool) {
+        let outcome = if committed { "committed" } else { "voided" };
+        self.transactions
+            .get_or_create(&TransactionLabels { kind, outcome })
+            .inc();
+    }
+
+    /// Counts a sale at `price` in `currency`.
+    pub fn sale(&self, venue: &'static str, currency: &str, price: i64) {
+        let labels = SaleLabels {
+            venue,
+            currency: currency.to_owned(),
+        };
+        self.sales.get_or_create(&labels).inc();
+        self.sales_volume
+            .get_or_create(&labels)
+            .inc_by(u64::try_from(price).unwrap_or(0));
     }
 }

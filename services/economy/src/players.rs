@@ -1,10 +1,14 @@
 //! The player service, as this service asks it: whether two players exist and stand apart (a
-//! block). Trades across a block are refused, and so are gifts to players who do not exist.
+//! block) — trades across a block are refused, and so are gifts to players who do not exist — and
+//! the notifications players get when their goods sell, they are outbid, a trade changes.
 
 use serde::Deserialize;
+use serde_json::Value;
 
+use crate::state::Shared;
 use crate::{Error, Result};
 
+#[derive(Clone)]
 pub struct Players {
     http: reqwest::Client,
     base: String,
@@ -45,4 +49,29 @@ impl Players {
         let answer = answer.error_for_status().map_err(unavailable)?;
         Ok(Some(answer.json().await.map_err(unavailable)?))
     }
+}
+
+/// Tells `player` what happened (`event`: `sold`, `outbid`, `trade-offered`, …) through the player
+/// service's notifications. In the background and best effort: what it reports has happened
+/// whether or not the notification arrives, and a request never waits for it.
+pub fn notify(state: &Shared, player: &str, event: &'static str, subject: Option<&str>, content: Value) {
+    let Some(players) = state.players.clone() else {
+        return;
+    };
+    let (player, subject) = (player.to_owned(), subject.map(str::to_owned));
+    tokio::spawn(async move {
+        let url = format!("{}/v1/admin/players/{player}/notifications", players.base);
+        let body = serde_json::json!({"event": event, "subject": subject, "content": content});
+        let sent = players
+            .http
+            .post(&url)
+            .bearer_auth(&players.service_key)
+            .json(&body)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status);
+        if let Err(error) = sent {
+            tracing::warn!(event, %error, "cannot notify a player");
+        }
+    });
 }

@@ -21,7 +21,6 @@ use crate::fraud;
 use crate::instances::{self, Minted, NewInstance};
 use crate::ledger::model::{Holder, Leg, Outcome, Transaction};
 use crate::ledger::store::LedgerStore;
-use crate::metrics::TransactionLabels;
 use crate::state::Shared;
 use crate::{Error, Result};
 
@@ -440,16 +439,7 @@ pub(crate) async fn submit<B: Serialize>(
         flag,
     };
     let settled = state.ledger.submit(tx).await?;
-    let outcome = if settled.outcome.committed {
-        "committed"
-    } else {
-        "voided"
-    };
-    state
-        .metrics
-        .transactions
-        .get_or_create(&TransactionLabels { kind, outcome })
-        .inc();
+    state.metrics.transaction(kind, settled.outcome.committed);
     if !settled.outcome.committed {
         return Err(Error::Refused(
             settled.outcome.reason.unwrap_or_else(|| "voided".into()),

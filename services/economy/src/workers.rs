@@ -1,8 +1,8 @@
 //! Background work: the recovery worker, the market's and trades' expiry, auction settlement and
-//! the continuous audit (on one
-//! replica at a time, by lease), catalog reloads and the player service's key refresh (on every
-//! replica).
+//! the continuous audit (on one replica at a time, by lease), catalog reloads and the player
+//! service's key refresh (on every replica).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -10,8 +10,10 @@ use flotilla_player::tokens::Verifier;
 use flotilla_storage::lease::Lease;
 
 use crate::catalog::Catalog;
-use crate::ledger::audit::{Report, audit};
+use crate::ledger::audit::{Books, Report, audit};
+use crate::ledger::model::Posting;
 use crate::market::closing::expire_due;
+use crate::metrics::EscrowLabels;
 use crate::state::Shared;
 use crate::{Error, Result};
 
@@ -84,6 +86,9 @@ pub async fn run_audit(state: &Shared) -> Result<Report> {
     let books = state.ledger.store().books().await?;
     let report = audit(&books);
     let metrics = &state.metrics;
+    for (labels, held) in escrow_held(&books) {
+        metrics.escrow.get_or_create(&labels).set(held);
+    }
     metrics.audit_drift.set(report.drift);
     metrics.audit_violations.set(report.violations.len() as i64);
     metrics.audit_unfinished.set(report.unfinished as i64);
@@ -92,6 +97,28 @@ pub async fn run_audit(state: &Shared) -> Result<Report> {
         tracing::error!(violation, "ledger audit");
     }
     Ok(report)
+}
+
+/// What escrow accounts hold, per exchange (`listing`, `trade`, `auction`) and asset, from each
+/// escrow account's newest posting. Instances count in their item's count.
+fn escrow_held(books: &Books) -> HashMap<EscrowLabels, i64> {
+    let mut newest: HashMap<&str, &Posting> = HashMap::new();
+    for posting in books.postings.iter().filter(|p| p.player.contains(':')) {
+        let entry = newest.entry(posting.key.as_str()).or_insert(posting);
+        if posting.seq > entry.seq {
+            *entry = posting;
+        }
+    }
+    let mut held = HashMap::new();
+    for posting in newest.values().filter(|p| !p.asset.starts_with("u:")) {
+        let exchange = posting.player.split(':').next().unwrap_or_default();
+        let labels = EscrowLabels {
+            exchange: exchange.to_owned(),
+            asset: posting.asset.clone(),
+        };
+        *held.entry(labels).or_default() += posting.balance.available + posting.balance.reserved;
+    }
+    held
 }
 
 /// Re-reads the catalog document when it changes (a ConfigMap update); a document that fails

@@ -370,3 +370,161 @@ async fn bad_auctions_and_bids_get_a_clear_4xx_and_change_nothing() {
     );
     assert_eq!(economy.audit().await["drift"], 0);
 }
+
+#[tokio::test]
+async fn a_hundred_bidders_in_the_last_seconds_leave_one_winner_and_everyone_else_refunded() {
+    let deployment = Deployment::new();
+    let (one, two) = (deployment.replica().await, deployment.replica().await);
+    let sam = unique("sam");
+    grant(
+        &one,
+        &sam,
+        json!({"currencies": {"gold": 5}, "items": {"potion": 1}}),
+    )
+    .await;
+    let bidders: Vec<String> = (0..100).map(|n| format!("{sam}b{n}")).collect();
+    for bidder in &bidders {
+        grant(&one, bidder, json!({"currencies": {"gold": 1000}})).await;
+    }
+    // Ends in 2 s: every bid is inside the 5 s window, each pushes the end back 2 s, 4 s at most.
+    let auction = create(&one, &sam, json!({"amount": 1, "durationSeconds": 2})).await;
+    let first_end = auction["endsMs"].as_i64().expect("ends");
+    let attempts = join_all(bidders.iter().enumerate().map(|(n, bidder)| {
+        let replica = if n % 2 == 0 { &one } else { &two };
+        let auction = &auction;
+        async move {
+            let mut placed = 0;
+            loop {
+                let now = view(replica, bidder, auction).await;
+                let clock = flotilla_storage::mongo::now_ms();
+                if now["state"] != "open" || clock >= now["endsMs"].as_i64().expect("ends") {
+                    return placed;
+                }
+                if now["topBid"]["bidder"] == bidder.as_str() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                let (status, answer) = bid(
+                    replica,
+                    bidder,
+                    auction,
+                    now["minimumBid"].as_i64().expect("min"),
+                    &now["version"],
+                )
+                .await;
+                match status {
+                    StatusCode::OK => placed += 1,
+                    StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY => {}
+                    other => panic!("{other}: {answer}"),
+                }
+            }
+        }
+    }))
+    .await;
+    let placed: i64 = attempts.iter().sum();
+    assert!(placed >= 2, "bids went through: {placed}");
+
+    // After the end, a bid is refused; the worker then settles it once.
+    let last = view(&one, &sam, &auction).await;
+    let ends = last["endsMs"].as_i64().expect("ends");
+    assert_eq!(ends - first_end, 4_000, "extended by 2 s twice, then capped");
+    while flotilla_storage::mongo::now_ms() < ends {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let someone = &bidders[0];
+    let (status, late) = bid(
+        &one,
+        someone,
+        &auction,
+        last["minimumBid"].as_i64().expect("min"),
+        &last["version"],
+    )
+    .await;
+    assert!(
+        [StatusCode::UNPROCESSABLE_ENTITY, StatusCode::CONFLICT].contains(&status),
+        "a bid at or after the end: {status} {late}"
+    );
+    let done = settled(&one, &sam, &auction).await;
+    assert_eq!(done["state"], "sold", "{done}");
+    let winner = done["topBid"]["bidder"].as_str().expect("winner").to_owned();
+    let price = done["topBid"]["amount"].as_i64().expect("price");
+    for bidder in &bidders {
+        let expected = if *bidder == winner { 1000 - price } else { 1000 };
+        assert_eq!(
+            gold(&one, bidder).await,
+            expected,
+            "{bidder}: refunded exactly once"
+        );
+    }
+    assert_eq!(one.holding(&winner, "potion").await, (1, 0));
+    assert_eq!(one.audit().await["drift"], 0);
+}
+
+#[tokio::test]
+async fn ten_settlers_at_once_settle_an_auction_once() {
+    use flotilla_economy::auctions::{self, state::Action};
+    use flotilla_economy::exchange::Applied;
+
+    let deployment = Deployment::new();
+    let (one, two) = (deployment.replica().await, deployment.replica().await);
+    let (sam, ann) = (unique("sam"), unique("ann"));
+    grant(
+        &one,
+        &sam,
+        json!({"currencies": {"gold": 5}, "items": {"potion": 2}}),
+    )
+    .await;
+    grant(&one, &ann, json!({"currencies": {"gold": 100}})).await;
+    let auction = create(&one, &sam, json!({"durationSeconds": 1})).await;
+    let (status, after) = bid(&one, &ann, &auction, 40, &auction["version"]).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = auction["id"].as_str().expect("id");
+    let record = one
+        .state
+        .auctions
+        .auctions
+        .get(id)
+        .await
+        .expect("read")
+        .expect("the auction");
+    // The bid came inside the anti-sniping window: the end moved.
+    let ends = after["endsMs"].as_i64().expect("ends");
+    while flotilla_storage::mongo::now_ms() < ends {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let settlers = (0..10).map(|n| {
+        let state = if n % 2 == 0 {
+            one.state.clone()
+        } else {
+            two.state.clone()
+        };
+        let record = record.clone();
+        async move { auctions::act(&state, &record, "system", Action::Settle).await }
+    });
+    let results = join_all(settlers).await;
+    let committed = results
+        .iter()
+        .filter(|result| matches!(result, Ok(Applied::Committed(_))))
+        .count();
+    assert!(
+        committed <= 1,
+        "at most one of them settles (the worker may be first)"
+    );
+    assert!(results.iter().all(Result::is_ok));
+    let done = settled(&one, &sam, &auction).await;
+    assert_eq!(done["state"], "sold");
+    let (_, history) = one
+        .get(
+            &format!("/v1/players/{sam}/transactions?kind=auction-settle"),
+            As::Service,
+        )
+        .await;
+    assert_eq!(
+        history["items"].as_array().expect("items").len(),
+        1,
+        "one settlement"
+    );
+    assert_eq!(gold(&one, &sam).await, 4 + 36, "paid once: 40 less 10 %");
+    assert_eq!(one.holding(&ann, "potion").await, (2, 0));
+    assert_eq!(one.audit().await["drift"], 0);
+}

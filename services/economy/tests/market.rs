@@ -538,3 +538,43 @@ async fn bad_listings_and_purchases_get_a_clear_4xx_and_change_nothing() {
     assert_eq!(listing(&economy, &id, &bob).await["remaining"], 1);
     assert_eq!(economy.audit().await["drift"], 0);
 }
+
+#[tokio::test]
+async fn fifty_buyers_racing_for_one_listing_leave_one_buyer_and_nobody_else_charged() {
+    let deployment = Deployment::new();
+    let (one, two) = (deployment.replica().await, deployment.replica().await);
+    let seller = unique("ann");
+    grant(
+        &one,
+        &seller,
+        json!({"currencies": {"gold": 10}, "items": {"potion": 1}}),
+    )
+    .await;
+    let id = list(
+        &one,
+        &seller,
+        json!({"item": "potion", "amount": 1, "currency": "gold", "unitPrice": 7}),
+    )
+    .await;
+    let buyers: Vec<String> = (0..50).map(|n| format!("{seller}b{n}")).collect();
+    for buyer in &buyers {
+        grant(&one, buyer, json!({"currencies": {"gold": 10}})).await;
+    }
+    let answers = join_all(buyers.iter().enumerate().map(|(n, buyer)| {
+        let replica = if n % 2 == 0 { &one } else { &two };
+        let id = &id;
+        async move { buy(replica, buyer, id, "race", 1).await }
+    }))
+    .await;
+    let bought: Vec<usize> = (0..50).filter(|&n| answers[n].0 == StatusCode::OK).collect();
+    assert_eq!(bought.len(), 1, "{answers:?}");
+    for (n, buyer) in buyers.iter().enumerate() {
+        let expected = if n == bought[0] { (3, 1) } else { (10, 0) };
+        let held = (
+            one.holding(buyer, "gold").await.0,
+            one.holding(buyer, "potion").await.0,
+        );
+        assert_eq!(held, expected, "{buyer}");
+    }
+    assert_eq!(one.audit().await["drift"], 0);
+}

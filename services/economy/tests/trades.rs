@@ -530,3 +530,152 @@ async fn parties_acting_at_once_on_two_replicas_lose_and_double_nothing() {
     let report = economy.audit().await;
     assert_eq!(report["drift"], 0, "{report}");
 }
+
+/// The `content.event`s of a player's notifications, once at least `count` have arrived.
+async fn events(players: &str, token: &str, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page: Value = reqwest::Client::new()
+            .get(format!("{players}/v1/notifications?limit=50"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("notifications")
+            .json()
+            .await
+            .expect("page");
+        let events: Vec<String> = page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|n| n["kind"] == "economy")
+            .map(|n| {
+                let content: Value = match &n["content"] {
+                    Value::String(text) => serde_json::from_str(text).expect("json"),
+                    other => other.clone(),
+                };
+                content["event"].as_str().expect("event").to_owned()
+            })
+            .collect();
+        if events.len() >= count || std::time::Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn players_hear_of_sales_outbids_and_trades_through_the_player_service() {
+    let Setup {
+        economy,
+        players,
+        _deployment: _keep,
+        ..
+    } = setup().await;
+    let (ann, ann_token) = sign_up(&players, &username("ann")).await;
+    let (bob, bob_token) = sign_up(&players, &username("bob")).await;
+    let (cat, _) = sign_up(&players, &username("cat")).await;
+    grant(
+        &economy,
+        &ann,
+        json!({"currencies": {"gold": 20}, "items": {"potion": 4}}),
+    )
+    .await;
+    grant(&economy, &bob, json!({"currencies": {"gold": 100}})).await;
+    grant(&economy, &cat, json!({"currencies": {"gold": 100}})).await;
+
+    // The market: Ann's potion sells.
+    let (_, listed) = economy
+        .post(
+            "/v1/market/listings",
+            As::Token(&ann_token),
+            "list",
+            json!({"item": "potion", "amount": 1, "currency": "gold", "unitPrice": 5}),
+        )
+        .await;
+    let listing = listed["listing"]["id"].as_str().expect("listing");
+    let (status, _) = economy
+        .post(
+            &format!("/v1/market/listings/{listing}/purchases"),
+            As::Token(&bob_token),
+            "buy",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(events(&players, &ann_token, 1).await, ["sold"]);
+
+    // The auction house: Bob is outbid by Cat.
+    let (_, auction) = economy
+        .post("/v1/auctions", As::Token(&ann_token), "auction", json!({"item": "potion", "amount": 1, "currency": "gold", "startPrice": 10, "durationSeconds": 60}))
+        .await;
+    let id = auction["id"].as_str().expect("auction");
+    let bid = |amount: i64, version: &Value| json!({"amount": amount, "version": version});
+    let (_, first) = economy
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/auctions/{id}/bids"),
+            As::Token(&bob_token),
+            None,
+            Some(&bid(10, &auction["version"])),
+        )
+        .await;
+    let cat_token = support::token_for(&cat, "s", 900);
+    let (status, _) = economy
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/auctions/{id}/bids"),
+            As::Token(&cat_token),
+            None,
+            Some(&bid(20, &first["version"])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(events(&players, &bob_token, 1).await, ["outbid"]);
+
+    // A trade: Bob hears it offered, changed and accepted; both hear it completed.
+    let trade = open(&economy, &ann_token, &bob, json!({})).await;
+    let (_, offered) = act(
+        &economy,
+        &ann_token,
+        &trade,
+        "offer",
+        json!({"items": {"potion": 1}}),
+    )
+    .await;
+    act(
+        &economy,
+        &ann_token,
+        &trade,
+        "accept",
+        json!({"version": offered["version"]}),
+    )
+    .await;
+    let (_, done) = act(
+        &economy,
+        &bob_token,
+        &trade,
+        "accept",
+        json!({"version": offered["version"]}),
+    )
+    .await;
+    assert_eq!(done["state"], "completed");
+    let heard = events(&players, &bob_token, 5).await;
+    for event in [
+        "trade-offered",
+        "trade-changed",
+        "trade-accepted",
+        "trade-completed",
+    ] {
+        assert!(heard.iter().any(|e| e == event), "bob heard {heard:?}");
+    }
+    let heard = events(&players, &ann_token, 2).await;
+    assert!(
+        heard.iter().any(|e| e == "trade-completed"),
+        "ann heard {heard:?}"
+    );
+    assert!(
+        !heard.iter().any(|e| e == "trade-changed"),
+        "not of her own change: {heard:?}"
+    );
+}

@@ -455,6 +455,8 @@ pub enum NotificationKind {
     FriendAccepted,
     Message,
     MatchResult,
+    /// Sent by the economy service (`content.event`: `sold`, `outbid`, `won`, `trade-offered`, …).
+    Economy,
 }
 
 /// A match's results as its game server reported them. `_id` is the match (session) id, so a repeated

@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 use crate::events::NotificationView;
 use crate::extract::JsonBody;
 use crate::extract::QueryParams;
-use crate::session::Session;
+use crate::model::NotificationKind;
+use crate::session::{ServiceCaller, Session};
 use crate::state::Shared;
 
 pub fn routes() -> Router<Shared> {
@@ -23,7 +24,25 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/notifications", get(list))
         .route("/v1/notifications/read", post(mark_read))
         .route("/v1/notifications/{id}", delete(remove))
+        .route("/v1/admin/players/{id}/notifications", post(send))
 }
+
+/// A notification another service sends a player (the economy: an item sold, an outbid).
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceNotification {
+    /// What happened: 1-32 of `a-z 0-9 -`; stored in `content.event`.
+    pub event: String,
+    /// The player who caused it, if any.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Details for the client, up to 2 KiB as JSON.
+    #[serde(default)]
+    pub content: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Details one service notification may carry, as JSON.
+const MAX_CONTENT_BYTES: usize = 2048;
 
 /// Ids per `POST /v1/notifications/read`.
 pub const MAX_READ_IDS: usize = 100;
@@ -138,4 +157,40 @@ async fn remove(State(state): State<Shared>, session: Session, Path(id): Path<St
     } else {
         Err(Error::NotFound("notification"))
     }
+}
+
+/// `POST /v1/admin/players/{id}/notifications` (service key): stores a notification of kind
+/// `economy` for the player and pushes it live, like the player service's own.
+async fn send(
+    State(state): State<Shared>,
+    _caller: ServiceCaller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ServiceNotification>,
+) -> Result<(StatusCode, Json<NotificationView>)> {
+    let event_ok = (1..=32).contains(&body.event.len())
+        && body
+            .event
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !event_ok {
+        return Err(Error::bad("event", "event must be 1-32 of a-z 0-9 -"));
+    }
+    let mut content = body.content;
+    content.insert("event".into(), serde_json::Value::String(body.event));
+    let content = serde_json::Value::Object(content);
+    if content.to_string().len() > MAX_CONTENT_BYTES {
+        return Err(Error::bad("content", "content must be at most 2 KiB as JSON"));
+    }
+    if state.players.get(&id).await?.is_none() {
+        return Err(Error::NotFound("player"));
+    }
+    let view = crate::events::notify(
+        &state,
+        &id,
+        NotificationKind::Economy,
+        body.subject.as_deref(),
+        content,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(view)))
 }

@@ -246,6 +246,7 @@ fn operations() -> Value {
             "post": op("Ban a player: refuse sign-in, revoke sessions, close connections", "service", "BanRequest", ("204", "")),
             "delete": op("Lift a ban", "service", "", ("204", "")),
         },
+        "/v1/admin/players/{id}/notifications": {"post": op("Send a player a notification from another service (kind economy)", "service", "ServiceNotification", ("201", "NotificationView"))},
         "/v1/admin/players/{id}/relations/{other}": {"get": op("Whether two players blocked each other or are friends (404: either does not exist)", "service", "", ("200", "Relation"))},
         "/v1/friends": {"get": with_query(
             op("Your relationships, most recently changed first; without ?state=, all but blocks", "player", "", ("200", "FriendPage")),
@@ -369,6 +370,10 @@ fn schemas() -> Value {
         ("ProfileUpdate", schema::<profiles::ProfileUpdate>()),
         ("Stats", schema::<matches::Stats>()),
         ("Relation", schema::<friends::RelationView>()),
+        (
+            "ServiceNotification",
+            schema::<notifications::ServiceNotification>(),
+        ),
         ("MatchReport", schema::<matches::MatchReport>()),
         ("BanRequest", schema::<admin::BanRequest>()),
         ("Privacy", schema::<model::Privacy>()),

@@ -208,3 +208,44 @@ async fn a_read_request_names_ids_or_all_and_nothing_else() {
     let not_a_bool = replica.get("/v1/notifications?unread=maybe", &ann.token).await;
     assert_eq!(not_a_bool.error(400), "bad_request");
 }
+
+#[tokio::test]
+async fn other_services_send_notifications_with_the_service_key() {
+    let replica = Deployment::new().replica().await;
+    let ann = replica.player(&name("ann")).await;
+    let bob = replica.player(&name("bob")).await;
+    let path = format!("/v1/admin/players/{}/notifications", ann.id);
+    let body = json!({"event": "outbid", "subject": bob.id, "content": {"auction": "a1", "amount": 15}});
+    let sent = replica
+        .post(&path, support::SERVICE_KEY, body.clone())
+        .await
+        .expect(201);
+    assert_eq!(sent["kind"], "economy");
+    let listed = replica.get("/v1/notifications", &ann.token).await.expect(200);
+    let first = &listed["items"][0];
+    assert_eq!(first["kind"], "economy");
+    let content: Value = match &first["content"] {
+        Value::String(text) => serde_json::from_str(text).expect("json"),
+        other => other.clone(),
+    };
+    assert_eq!(content["event"], "outbid");
+    assert_eq!(content["amount"], 15);
+
+    replica.post(&path, &ann.token, body.clone()).await.expect(401);
+    for bad in [
+        json!({"event": "Not An Event"}),
+        json!({"event": ""}),
+        json!({"event": "sold", "content": {"note": "x".repeat(3000)}}),
+        json!({"event": "sold", "colour": "red"}),
+    ] {
+        replica.post(&path, support::SERVICE_KEY, bad).await.expect(400);
+    }
+    replica
+        .post(
+            "/v1/admin/players/nobody/notifications",
+            support::SERVICE_KEY,
+            body,
+        )
+        .await
+        .expect(404);
+}

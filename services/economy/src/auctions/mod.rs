@@ -22,9 +22,11 @@ use flotilla_storage::mongo::Mongo;
 use mongodb::IndexModel;
 use mongodb::bson::doc;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::auctions::state::{Action, AuctionState, Refusal, step};
 use crate::exchange::{Applied, Decision, Kind, Step, Steps};
+use crate::players;
 use crate::state::Shared;
 use crate::{Error, Result};
 
@@ -134,27 +136,63 @@ async fn apply(
     let catalog = state.catalog();
     let limit = |asset: &str| catalog.limit(asset).unwrap_or(0);
     let now = state.ledger.now_ms();
-    let decide = |current: Option<&AuctionState>, seq: i64| match step(
-        current,
-        &auction.id,
-        seq,
-        by,
-        action,
-        now,
-        limit,
-    ) {
-        Ok(next) => Ok(next.map(|next| Decision {
-            state: next.state,
-            voided: next.voided,
-            legs: next.legs,
-        })),
-        Err(refusal) => Err(refused(refusal)),
+    // The top bid the applied step was decided on: its bidder is told they were outbid.
+    let beaten = std::sync::Mutex::new(None);
+    let decide = |current: Option<&AuctionState>, seq: i64| {
+        *beaten.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            current.and_then(|current| current.top.clone());
+        match step(current, &auction.id, seq, by, action, now, limit) {
+            Ok(next) => Ok(next.map(|next| Decision {
+                state: next.state,
+                voided: next.voided,
+                legs: next.legs,
+            })),
+            Err(refusal) => Err(refused(refusal)),
+        }
     };
-    state
+    let applied = state
         .auctions
         .steps
         .append(state, &auction.id, by, action, decide)
-        .await
+        .await?;
+    if let Applied::Committed(after) = &applied {
+        let beaten = beaten
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        tell(state, auction, action, after, beaten);
+    }
+    Ok(applied)
+}
+
+/// Counts a sale and tells the players what a committed step did to them.
+fn tell(
+    state: &Shared,
+    auction: &Auction,
+    action: &Action,
+    after: &AuctionState,
+    beaten: Option<state::Bid>,
+) {
+    let seller = &after.terms.seller;
+    let top = after.top.as_ref();
+    match (action, &after.status) {
+        (Action::Settle, state::Status::Sold { winner, price }) => {
+            state.metrics.sale("auction", &after.terms.currency, *price);
+            let content = json!({"auction": auction.id, "item": auction.item, "price": price});
+            players::notify(state, winner, "auction-won", Some(seller), content.clone());
+            players::notify(state, seller, "auction-sold", Some(winner), content);
+        }
+        (Action::Settle, state::Status::Unsold { reason }) => {
+            let content = json!({"auction": auction.id, "item": auction.item, "reason": reason});
+            players::notify(state, seller, "auction-unsold", None, content);
+        }
+        (Action::Bid { .. }, _) => {
+            if let (Some(beaten), Some(top)) = (beaten, top) {
+                let content = json!({"auction": auction.id, "item": auction.item, "topBid": top.amount});
+                players::notify(state, &beaten.bidder, "outbid", Some(&top.bidder), content);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn refused(refusal: Refusal) -> Error {

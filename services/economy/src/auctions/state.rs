@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{MAX_AMOUNT, MAX_BALANCE, currency_asset, item_asset};
+use crate::fees::{self, Split};
 use crate::instances::instance_asset;
 use crate::ledger::model::{Holder, Leg};
 use crate::transactions::SINK;
@@ -305,9 +306,9 @@ fn settle(state: &AuctionState, id: &str, limit: impl Fn(&str) -> i64) -> Step {
                     .lot
                     .legs(&lot_escrow(id), &winner, limit(&item_asset(&terms.lot.item))),
             );
-            let fee = (i128::from(top.amount) * i128::from(terms.sale_fee_bps) / 10_000) as i64;
+            let Split { proceeds, fee } = fees::split(top.amount, terms.sale_fee_bps);
             let currency = currency_asset(&terms.currency);
-            for (to, amount) in [(seller, top.amount - fee), (Holder::System(SINK.into()), fee)] {
+            for (to, amount) in [(seller, proceeds), (Holder::System(SINK.into()), fee)] {
                 if amount > 0 {
                     legs.push(Leg {
                         asset: currency.clone(),

@@ -16,6 +16,7 @@ use crate::ledger::model::{Holder, Leg, Transaction};
 use crate::ledger::store::LedgerStore;
 use crate::market::listings::{Closure, Listing, ListingView};
 use crate::market::search::ListingDoc;
+use crate::players;
 use crate::state::Shared;
 use crate::transactions::request_hash;
 use crate::{Error, Result};
@@ -47,13 +48,14 @@ impl Reason {
 }
 
 /// Returns everything the listing's escrow holds to the seller and records why. Done when the
-/// escrow is empty; [`Error::Conflict`] while purchases of it are in flight (try again).
-pub async fn close(state: &Shared, listing: &Listing, reason: Reason) -> Result<()> {
+/// escrow is empty (`true` when this call moved something back); [`Error::Conflict`] while
+/// purchases of it are in flight (try again).
+pub async fn close(state: &Shared, listing: &Listing, reason: Reason) -> Result<bool> {
     settle_listing(state, listing).await?;
     let ledger = &state.ledger;
     let escrow = listing.escrow();
     let owner = escrow.account().unwrap_or_default();
-    let mut returned = false;
+    let (mut returned, mut moved) = (false, false);
     for attempt in 1..=MAX_ATTEMPTS {
         let id = format!("close:{}#{attempt}", listing.id);
         if let Some(settled) = ledger.settled(&id).await? {
@@ -83,7 +85,7 @@ pub async fn close(state: &Shared, listing: &Listing, reason: Reason) -> Result<
                     Err(error) => return Err(error.into()),
                 }
             }
-            return Ok(());
+            return Ok(moved);
         }
         let tx = Transaction {
             request_hash: request_hash("market-close", id.as_bytes()),
@@ -95,7 +97,10 @@ pub async fn close(state: &Shared, listing: &Listing, reason: Reason) -> Result<
             at_ms: ledger.now_ms(),
             flag: None,
         };
-        returned |= ledger.submit(tx).await?.outcome.committed;
+        let committed = ledger.submit(tx).await?.outcome.committed;
+        state.metrics.transaction(reason.kind(), committed);
+        returned |= committed;
+        moved |= committed;
     }
     Err(Error::Contended {
         key: listing.id.clone(),
@@ -183,9 +188,13 @@ pub async fn expire_due(
     for listing in std::mem::take(stragglers).into_iter().chain(due) {
         *checkpoint = (*checkpoint).max(listing.expires_ms);
         match close(state, &listing, Reason::Expired).await {
-            Ok(()) => {
+            Ok(moved) => {
                 reindex_one(state, &listing).await;
-                closed += 1;
+                if moved {
+                    let content = serde_json::json!({"listing": listing.id, "item": listing.item});
+                    players::notify(state, &listing.seller, "listing-expired", None, content);
+                    closed += 1;
+                }
             }
             Err(Error::Conflict(_) | Error::Held { .. }) => {
                 if !waiting.iter().any(|known: &Listing| known.id == listing.id) {

@@ -9,10 +9,12 @@ use axum::{Json, Router};
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::doc;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::caller::{AdminCaller, PlayerCaller};
 use crate::catalog::{Item, MAX_AMOUNT, currency_asset, item_asset};
 use crate::extract::{IdempotencyKey, JsonBody, QueryParams};
+use crate::fees::{self, Split};
 use crate::ids;
 use crate::instances::{self, instance_asset};
 use crate::ledger::model::{Holder, Leg};
@@ -20,6 +22,7 @@ use crate::ledger::store::LedgerStore;
 use crate::market::closing::{self, Reason, reindex_one};
 use crate::market::listings::{Listing, ListingView, Sale};
 use crate::market::search::{ListingDoc, MAX_PAGE, Query, Sort};
+use crate::players;
 use crate::state::Shared;
 use crate::transactions::{TransactionView, check_amount, identify, stackable_item, submit, valid_player};
 use crate::{Error, Result};
@@ -334,13 +337,13 @@ async fn buy(
         .checked_mul(amount)
         .filter(|price| *price <= MAX_AMOUNT)
         .ok_or_else(|| Error::bad("amount", "is more than this listing holds"))?;
-    let fee = (i128::from(price) * i128::from(listing.sale_fee_bps) / 10_000) as i64;
+    let Split { proceeds, fee } = fees::split(price, listing.sale_fee_bps);
     let currency = currency_asset(&listing.currency);
     let currency_limit = catalog.limit(&currency).unwrap_or(0);
-    if price > fee {
+    if proceeds > 0 {
         legs.push(Leg {
             asset: currency.clone(),
-            amount: price - fee,
+            amount: proceeds,
             from: buyer.clone(),
             to: seller,
             limit: currency_limit,
@@ -381,6 +384,11 @@ async fn buy(
         legs,
     )
     .await;
+    if answer.is_ok() {
+        state.metrics.sale("market", &listing.currency, price);
+        let sold = json!({"listing": listing.id, "item": listing.item, "amount": amount, "price": price, "currency": listing.currency});
+        players::notify(&state, &listing.seller, "sold", Some(&caller.player), sold);
+    }
     reindex_one(&state, &listing).await;
     answer
 }

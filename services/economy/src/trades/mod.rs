@@ -22,6 +22,7 @@ use mongodb::bson::doc;
 use serde::{Deserialize, Serialize};
 
 use crate::exchange::{Applied, Decision, Kind, Steps};
+use crate::players;
 use crate::state::Shared;
 use crate::trades::state::{Action, Refusal, TradeState, step};
 use crate::{Error, Result};
@@ -159,7 +160,37 @@ async fn apply(state: &Shared, trade: &Trade, by: &str, action: &Action) -> Resu
     {
         // The goods offered are not there: the offer is refused, the table unchanged.
         Applied::Voided(_, reason) if matches!(action, Action::Offer { .. }) => Err(Error::Refused(reason)),
+        Applied::Committed(after) => {
+            tell(state, trade, by, action, &after);
+            Ok(after)
+        }
         applied => Ok(applied.state()),
+    }
+}
+
+/// Tells the parties what a step did: the other party of an offer, a change, an acceptance or a
+/// cancel; both of a completion or an expiry.
+fn tell(state: &Shared, trade: &Trade, by: &str, action: &Action, after: &TradeState) {
+    let event = match action {
+        Action::Open { .. } => return, // told by the request that opened it
+        Action::Offer { .. } => "trade-changed",
+        Action::Accept { .. } => "trade-accepted",
+        Action::Cancel => "trade-cancelled",
+        Action::Complete => "trade-completed",
+        Action::Expire => "trade-expired",
+    };
+    let content = serde_json::json!({"trade": trade.id, "version": after.version});
+    for party in &trade.parties {
+        let everyone = matches!(action, Action::Complete | Action::Expire);
+        if everyone || party != by {
+            players::notify(
+                state,
+                party,
+                event,
+                (by != "system").then_some(by),
+                content.clone(),
+            );
+        }
     }
 }
 

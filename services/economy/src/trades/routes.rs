@@ -14,6 +14,7 @@ use crate::caller::PlayerCaller;
 use crate::catalog::Catalog;
 use crate::extract::{IdempotencyKey, JsonBody, QueryParams};
 use crate::ids;
+use crate::players;
 use crate::state::Shared;
 use crate::trades;
 use crate::trades::state::{Action, Goods, Side, Status, TradeState};
@@ -166,6 +167,14 @@ async fn open(
                 expires_ms: now + seconds * 1_000,
             };
             trades::open(&state, &trade).await?;
+            let content = serde_json::json!({"trade": trade.id, "version": 1});
+            players::notify(
+                &state,
+                &request.with,
+                "trade-offered",
+                Some(&caller.player),
+                content,
+            );
             trade
         }
     };
