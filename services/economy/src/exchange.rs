@@ -124,8 +124,16 @@ impl<S> Applied<S> {
 /// acted in between).
 const ATTEMPTS: usize = 16;
 
+/// Exchanges whose newest step this process remembers; past this many it starts afresh.
+const REMEMBERED: usize = 100_000;
+
 pub struct Steps<K: Kind> {
     sequence: Sequence<Step<K>>,
+    /// The newest step seen per exchange, with the state after its transaction was decided. A step
+    /// decided on a stale one lands on a position that is taken (positions fill in order), so the
+    /// memory saves reads without risking a wrong decision: a miss costs a duplicate insert and a
+    /// re-read. On FerretDB every read scans a collection.
+    heads: std::sync::Mutex<std::collections::HashMap<String, (i64, K::State)>>,
 }
 
 impl<K: Kind> Steps<K> {
@@ -133,6 +141,36 @@ impl<K: Kind> Steps<K> {
         let store: Store<Step<K>> = mongo.store();
         Self {
             sequence: Sequence::new(store),
+            heads: Default::default(),
+        }
+    }
+
+    fn remembered(&self, key: &str) -> Option<(i64, K::State)> {
+        let heads = self.heads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        heads.get(key).cloned()
+    }
+
+    fn remember(&self, key: &str, seq: i64, state: &K::State) {
+        let mut heads = self.heads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if heads.len() >= REMEMBERED {
+            heads.clear();
+        }
+        if heads.get(key).is_none_or(|(known, _)| *known < seq) {
+            heads.insert(key.to_owned(), (seq, state.clone()));
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        let mut heads = self.heads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        heads.remove(key);
+    }
+
+    /// The state this process last saw, or the current one when it saw none. For decisions whose
+    /// staleness the store catches (an append) or that only skip work (a retry's answer).
+    pub async fn latest(&self, state: &Shared, key: &str) -> Result<Option<(i64, K::State)>> {
+        match self.remembered(key) {
+            Some(known) => Ok(Some(known)),
+            None => self.current(state, key).await,
         }
     }
 
@@ -143,10 +181,19 @@ impl<K: Kind> Steps<K> {
     /// The exchange's state now and its newest step's position (`None` before its first step).
     /// Drives the newest step's transaction to its outcome first.
     pub async fn current(&self, state: &Shared, key: &str) -> Result<Option<(i64, K::State)>> {
-        let Some(head) = self.sequence.head(key, 0).await? else {
+        let known = self.remembered(key);
+        let hint = known.as_ref().map_or(0, |(seq, _)| *seq);
+        let Some(head) = self.sequence.head(key, hint).await? else {
             return Ok(None);
         };
-        Ok(Some((head.seq, settle(state, &head).await?.0)))
+        if let Some((seq, known)) = known
+            && seq == head.seq
+        {
+            return Ok(Some((seq, known)));
+        }
+        let after = settle(state, &head, false).await?.0;
+        self.remember(key, head.seq, &after);
+        Ok(Some((head.seq, after)))
     }
 
     /// Appends what `decide` makes of the current state (`None` before the first step) as the
@@ -160,8 +207,13 @@ impl<K: Kind> Steps<K> {
         action: &K::Action,
         decide: impl Fn(Option<&K::State>, i64) -> Result<Option<Decision<K::State>>>,
     ) -> Result<Applied<K::State>> {
+        let mut fresh = false;
         for _ in 0..ATTEMPTS {
-            let current = self.current(state, key).await?;
+            // The remembered state first; after a lost race, the stored one.
+            let current = match fresh {
+                false => self.latest(state, key).await?,
+                true => self.current(state, key).await?,
+            };
             let seq = current.as_ref().map_or(1, |(seq, _)| seq + 1);
             let Some(decision) = decide(current.as_ref().map(|(_, s)| s), seq)? else {
                 let unchanged = current.ok_or(Error::NotFound("exchange"))?.1;
@@ -180,7 +232,8 @@ impl<K: Kind> Steps<K> {
                 kind: PhantomData,
             };
             if self.sequence.append(&step).await? == Append::Appended {
-                let (after, voided) = settle(state, &step).await?;
+                let (after, voided) = settle(state, &step, true).await?;
+                self.remember(key, step.seq, &after);
                 if !step.legs.is_empty() {
                     let kind = K::transaction_kind(action);
                     state.metrics.transaction(kind, voided.is_none());
@@ -190,6 +243,8 @@ impl<K: Kind> Steps<K> {
                     Some(reason) => Applied::Voided(after, reason),
                 });
             }
+            self.forget(key);
+            fresh = true;
         }
         Err(Error::Contended {
             key: key.to_owned(),
@@ -209,12 +264,22 @@ impl<K: Kind> Steps<K> {
 }
 
 /// The state after `step` once its transaction is decided, and why it was voided if it was.
-async fn settle<K: Kind>(state: &Shared, step: &Step<K>) -> Result<(K::State, Option<String>)> {
+/// `appended`: this process just appended the step, so it is the transaction's first driver and
+/// submits without reading; a step found in the store may be settled already, which is read first.
+async fn settle<K: Kind>(
+    state: &Shared,
+    step: &Step<K>,
+    appended: bool,
+) -> Result<(K::State, Option<String>)> {
     if step.legs.is_empty() {
         return Ok((step.state.clone(), None));
     }
     let tx = step.transaction()?;
-    let settled = match state.ledger.settled(&tx.id).await? {
+    let found = match appended {
+        true => None,
+        false => state.ledger.settled(&tx.id).await?,
+    };
+    let settled = match found {
         Some(settled) => settled,
         None => state.ledger.submit(tx).await?,
     };

@@ -31,6 +31,7 @@ pub mod market;
 pub mod metrics;
 pub mod openapi;
 pub mod players;
+pub mod remembered;
 pub mod reversals;
 pub mod reviews;
 pub mod state;

@@ -110,7 +110,7 @@ async fn a_listing_sells_in_parts_and_pays_the_seller_the_price_less_the_fee() {
 
     let (status, refused) = buy(&economy, &cat, &id, "too-many", 4).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
-    assert!(refused.to_string().contains("only 3 left"), "{refused}");
+    assert!(refused.to_string().contains("3 available, 4 needed"), "{refused}");
     let (status, _) = buy(&economy, &cat, &id, "rest", 3).await;
     assert_eq!(status, StatusCode::OK);
     let view = listing(&economy, &id, &cat).await;

@@ -27,6 +27,7 @@ use serde_json::json;
 use crate::auctions::state::{Action, AuctionState, Refusal, step};
 use crate::exchange::{Applied, Decision, Kind, Step, Steps};
 use crate::players;
+use crate::remembered::Remembered;
 use crate::state::Shared;
 use crate::{Error, Result};
 
@@ -82,6 +83,8 @@ impl Kind for AuctionKind {
 
 pub struct Auctions {
     pub auctions: Store<Auction>,
+    /// Auctions by id, remembered once read (the record never changes; the state is in the steps).
+    pub records: Remembered<Auction>,
     steps: Steps<AuctionKind>,
 }
 
@@ -89,6 +92,7 @@ impl Auctions {
     pub fn new(mongo: &Mongo) -> Self {
         Self {
             auctions: mongo.store(),
+            records: Remembered::new(mongo.store()),
             steps: Steps::new(mongo),
         }
     }
@@ -104,6 +108,12 @@ impl Auctions {
 pub async fn current(state: &Shared, auction: &Auction) -> Result<Option<AuctionState>> {
     let now = state.auctions.steps.current(state, &auction.id).await?;
     Ok(now.map(|(_, now)| now))
+}
+
+/// The auction's state as this process last saw it (exact when it saw none).
+pub async fn latest(state: &Shared, auction: &Auction) -> Result<Option<AuctionState>> {
+    let known = state.auctions.steps.latest(state, &auction.id).await?;
+    Ok(known.map(|(_, known)| known))
 }
 
 /// Applies `action` by `by`: appends it as the next step and settles it. A bid that reaches the

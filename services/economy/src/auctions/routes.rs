@@ -189,7 +189,7 @@ async fn create(
     };
     let (tx, hash) = identify(Some(&caller), &key, "auction-create", &request)?;
     let id = ids::derived(&["auction", &tx, &hash]);
-    let auction = match state.auctions.auctions.get(&id).await? {
+    let auction = match state.auctions.records.get(&id).await? {
         Some(auction) => auction,
         None => {
             let now = state.ledger.now_ms();
@@ -235,16 +235,18 @@ async fn create(
     }
 }
 
-async fn auction(state: &Shared, id: &str) -> Result<(Auction, AuctionState)> {
+/// The auction and its state: read exactly (`exact`), or as this process last saw it.
+async fn auction(state: &Shared, id: &str, exact: bool) -> Result<(Auction, AuctionState)> {
     let found = match ids::valid(id) {
-        true => state.auctions.auctions.get(id).await?,
+        true => state.auctions.records.get(id).await?,
         false => None,
     };
     let auction = found.ok_or(Error::NotFound("auction"))?;
-    let now = current(state, &auction)
-        .await?
-        .ok_or(Error::NotFound("auction"))?;
-    Ok((auction, now))
+    let now = match exact {
+        true => current(state, &auction).await?,
+        false => auctions::latest(state, &auction).await?,
+    };
+    Ok((auction, now.ok_or(Error::NotFound("auction"))?))
 }
 
 async fn show(
@@ -252,7 +254,7 @@ async fn show(
     _: PlayerCaller,
     Path(id): Path<String>,
 ) -> Result<Json<AuctionView>> {
-    let (auction, now) = auction(&state, &id).await?;
+    let (auction, now) = auction(&state, &id, true).await?;
     Ok(Json(AuctionView::new(&auction, &now)))
 }
 
@@ -263,7 +265,9 @@ async fn bid(
     JsonBody(request): JsonBody<BidRequest>,
 ) -> Result<Json<AuctionView>> {
     check_amount("amount", request.amount)?;
-    let (auction, before) = auction(&state, &id).await?;
+    // As last seen: a stale state only makes the retry check miss, and the bid's own append
+    // decides on the stored one.
+    let (auction, before) = auction(&state, &id, false).await?;
     // A retried bid that went through is answered, not refused as the caller's own top bid.
     if let Some(top) = &before.top
         && top.bidder == caller.player
@@ -287,7 +291,7 @@ async fn history(
     _: PlayerCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Bid>>> {
-    let (auction, _) = auction(&state, &id).await?;
+    let (auction, _) = auction(&state, &id, true).await?;
     Ok(Json(auctions::bids(&state, &auction).await?))
 }
 

@@ -164,6 +164,12 @@ impl<S: LedgerStore> Ledger<S> {
         Ok(head.map(|posting| posting.balance).unwrap_or_default())
     }
 
+    /// The newest posting of an account this process remembers, without reading the store: may
+    /// be behind another replica's writes.
+    pub fn remembered_head(&self, owner: &str, asset: &str) -> Option<Posting> {
+        self.remembered(&account_key(owner, asset))
+    }
+
     /// An account's newest posting (`None` for an account never posted to); its `seq` orders
     /// the account's states.
     pub async fn head(&self, owner: &str, asset: &str) -> Result<Option<Posting>> {

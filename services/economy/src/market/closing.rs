@@ -148,7 +148,7 @@ fn returning(listing: &Listing, escrow: &Holder, amount: i64) -> Vec<Leg> {
 /// logged (and mended by the next change or a reindex), never the request's failure.
 pub async fn reindex_one(state: &Shared, listing: &Listing) {
     let written = async {
-        let view = ListingView::read(state, listing).await?;
+        let view = ListingView::remembered(state, listing).await?;
         let category = state
             .catalog()
             .item(&listing.item)

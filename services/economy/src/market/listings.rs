@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::Result;
 use crate::catalog::item_asset;
 use crate::ledger::model::Holder;
+use crate::ledger::model::Posting;
 use crate::state::Shared;
 
 /// A fixed-price offer of `amount` units of an item (or one instance of a unique item). Stored
@@ -126,20 +127,34 @@ pub struct ListingView {
 impl ListingView {
     /// The listing's state from its transaction's outcome, its escrow's balance and its closure.
     pub async fn read(state: &Shared, listing: &Listing) -> Result<Self> {
-        let store = state.ledger.store();
-        let outcome = store.outcomes(&[listing.tx.as_str()]).await?.pop();
         let escrow = listing.escrow();
         let owner = escrow.account().unwrap_or_default();
         let head = state.ledger.head(owner, &listing.asset()).await?;
+        Self::with_head(state, listing, head).await
+    }
+
+    /// The same, from the escrow head this process remembers when it has one (after its own
+    /// write: no read; the version orders it against other replicas' index writes).
+    pub async fn remembered(state: &Shared, listing: &Listing) -> Result<Self> {
+        let escrow = listing.escrow();
+        let owner = escrow.account().unwrap_or_default();
+        match state.ledger.remembered_head(owner, &listing.asset()) {
+            Some(head) => Self::with_head(state, listing, Some(head)).await,
+            None => Self::read(state, listing).await,
+        }
+    }
+
+    async fn with_head(state: &Shared, listing: &Listing, head: Option<Posting>) -> Result<Self> {
+        let decided = decided(state, listing).await?;
         let (balance, version) = head.map_or((Default::default(), 0), |p| (p.balance, p.seq));
-        let closure = match (balance.available + balance.reserved, &outcome) {
-            (0, Some(outcome)) if outcome.committed => state.market.closures.get(&listing.id).await?,
+        let closure = match (balance.available + balance.reserved, decided) {
+            (0, Some(true)) => state.market.closures.get(&listing.id).await?,
             _ => None,
         };
         let now = state.ledger.now_ms();
-        let view_state = match (&outcome, balance.available + balance.reserved, closure) {
+        let view_state = match (decided, balance.available + balance.reserved, closure) {
             (None, _, _) => "pending",
-            (Some(outcome), _, _) if !outcome.committed => "refused",
+            (Some(false), _, _) => "refused",
             (_, 0, Some(closure)) if closure.reason == "expired" => "expired",
             (_, 0, Some(_)) => "cancelled",
             (_, 0, None) => "soldOut",
@@ -165,4 +180,18 @@ impl ListingView {
             version,
         })
     }
+}
+
+/// Whether the listing's transaction committed (`None` while undecided). A decision never changes,
+/// so once read it is remembered.
+pub async fn decided(state: &Shared, listing: &Listing) -> Result<Option<bool>> {
+    if let Some(known) = state.market.remembered_decision(&listing.id) {
+        return Ok(Some(known));
+    }
+    let outcome = state.ledger.store().outcomes(&[listing.tx.as_str()]).await?.pop();
+    let decided = outcome.map(|outcome| outcome.committed);
+    if let Some(committed) = decided {
+        state.market.remember_decision(&listing.id, committed);
+    }
+    Ok(decided)
 }

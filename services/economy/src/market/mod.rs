@@ -25,23 +25,49 @@ use flotilla_storage::mongo::Mongo;
 use crate::Result;
 use crate::market::listings::{Closure, Listing, Sale};
 use crate::market::search::ListingIndex;
+use crate::remembered::Remembered;
 
 /// Where the market keeps its records, and its search index.
 pub struct Market {
     pub listings: Store<Listing>,
+    /// Listings by id, remembered once read (they never change).
+    pub listing_records: Remembered<Listing>,
     pub sales: Store<Sale>,
     pub closures: Store<Closure>,
     pub index: ListingIndex,
+    /// Listings' transactions' outcomes, remembered once decided (they never change).
+    decisions: std::sync::Mutex<std::collections::HashMap<String, bool>>,
 }
 
 impl Market {
     pub fn new(mongo: &Mongo, index: ListingIndex) -> Self {
         Self {
             listings: mongo.store(),
+            listing_records: Remembered::new(mongo.store()),
             sales: mongo.store(),
             closures: mongo.store(),
             index,
+            decisions: Default::default(),
         }
+    }
+
+    fn remembered_decision(&self, listing: &str) -> Option<bool> {
+        let decisions = self
+            .decisions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        decisions.get(listing).copied()
+    }
+
+    fn remember_decision(&self, listing: &str, committed: bool) {
+        let mut decisions = self
+            .decisions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if decisions.len() >= 100_000 {
+            decisions.clear();
+        }
+        decisions.insert(listing.to_owned(), committed);
     }
 
     /// Creates the collections' indexes and the search index; safe from every replica at once.

@@ -20,7 +20,7 @@ use crate::instances::{self, instance_asset};
 use crate::ledger::model::{Holder, Leg};
 use crate::ledger::store::LedgerStore;
 use crate::market::closing::{self, Reason, reindex_one};
-use crate::market::listings::{Listing, ListingView, Sale};
+use crate::market::listings::{self, Listing, ListingView, Sale};
 use crate::market::search::{ListingDoc, MAX_PAGE, Query, Sort};
 use crate::players;
 use crate::state::Shared;
@@ -262,7 +262,7 @@ async fn listing(state: &Shared, id: &str) -> Result<Listing> {
     }
     state
         .market
-        .listings
+        .listing_records
         .get(id)
         .await?
         .ok_or(Error::NotFound("listing"))
@@ -294,19 +294,27 @@ async fn buy(
         return Err(Error::bad("amount", "an instance is bought whole: 1"));
     }
     let (tx, _) = identify(Some(&caller), &key, "market-buy", &(&id, &request))?;
-    // A retry of a purchase that went through is answered as it was, whatever the listing's state.
-    if state.ledger.store().transaction(&tx).await?.is_none() {
-        let view = ListingView::read(&state, &listing).await?;
-        match view.state {
-            "open" if view.remaining >= amount => {}
-            "open" => {
-                return Err(Error::Refused(format!(
-                    "only {} left in this listing",
-                    view.remaining
-                )));
-            }
-            other => return Err(Error::Refused(format!("this listing is {other}"))),
-        }
+    // Without reading the store on the common path (a read scans a collection on FerretDB): the
+    // escrow's balance is the ledger's to check, and a retry finds its transaction on submit.
+    match listings::decided(&state, &listing).await? {
+        Some(true) => {}
+        Some(false) => return Err(Error::Refused("this listing was refused".into())),
+        None => return Err(Error::Conflict("this listing is still being created".into())),
+    }
+    if state.ledger.now_ms() >= listing.expires_ms && state.ledger.store().transaction(&tx).await?.is_none() {
+        return Err(Error::Refused("this listing has expired".into()));
+    }
+    // The remaining units as this process last saw them: a clear refusal in the common case,
+    // while the ledger decides the races.
+    let escrow_owner = listing.escrow();
+    let remembered = escrow_owner
+        .account()
+        .and_then(|owner| state.ledger.remembered_head(owner, &listing.asset()));
+    if let Some(head) = remembered
+        && head.balance.available + head.balance.reserved == 0
+        && state.ledger.store().transaction(&tx).await?.is_none()
+    {
+        return Err(Error::Refused("this listing has no units left".into()));
     }
     let catalog = state.catalog();
     let escrow = listing.escrow();

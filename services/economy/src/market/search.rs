@@ -165,6 +165,9 @@ fn decode_cursor(cursor: &str) -> Result<Value> {
 }
 
 fn query_body(query: &Query, now_ms: i64, limit: usize) -> Value {
+    // Whole seconds, so the same filter repeats and OpenSearch can cache it; a listing shown for
+    // under a second past its expiry is refused when bought.
+    let now_ms = now_ms - now_ms.rem_euclid(1_000);
     let mut filters = vec![
         json!({"range": {"remaining": {"gt": 0}}}),
         json!({"range": {"expires_ms": {"gt": now_ms}}}),
@@ -261,6 +264,8 @@ mod tests {
         assert!(filters.contains(&json!({"term": {"attributes": "rarity=epic"}})));
         assert!(filters.contains(&json!({"range": {"unit_price": {"gte": 5}}})));
         assert!(filters.contains(&json!({"range": {"expires_ms": {"gt": 1_000}}})));
+        let later = query_body(&query, 1_999, 20);
+        assert_eq!(later, body, "within a second, the same query: cacheable");
         assert_eq!(body["sort"], json!([{"unit_price": "asc"}, {"id": "asc"}]));
     }
 }

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exchange::{Applied, Decision, Kind, Steps};
 use crate::players;
+use crate::remembered::Remembered;
 use crate::state::Shared;
 use crate::trades::state::{Action, Refusal, TradeState, step};
 use crate::{Error, Result};
@@ -75,6 +76,8 @@ impl Kind for TradeKind {
 /// Where trades are kept.
 pub struct Trades {
     pub trades: Store<Trade>,
+    /// Trades by id, remembered once read (the record never changes; the state is in the steps).
+    pub records: Remembered<Trade>,
     steps: Steps<TradeKind>,
 }
 
@@ -82,6 +85,7 @@ impl Trades {
     pub fn new(mongo: &Mongo) -> Self {
         Self {
             trades: mongo.store(),
+            records: Remembered::new(mongo.store()),
             steps: Steps::new(mongo),
         }
     }
@@ -126,7 +130,9 @@ pub async fn current(state: &Shared, trade: &Trade) -> Result<TradeState> {
 /// Applies `action` by `by` to the trade and returns the state after it (unchanged when the action
 /// changes nothing). When an acceptance completes the pair, the completion is applied too.
 pub async fn act(state: &Shared, trade: &Trade, by: &str, action: Action) -> Result<TradeState> {
-    current(state, trade).await?; // the first step exists
+    if state.trades.steps.latest(state, &trade.id).await?.is_none() {
+        open(state, trade).await?; // the first step, if its opening request stopped short
+    }
     let after = apply(state, trade, by, &action).await?;
     if matches!(action, Action::Accept { .. }) {
         return apply(state, trade, by, &Action::Complete).await;

@@ -155,7 +155,7 @@ async fn open(
     }
     let (tx, hash) = identify(Some(&caller), &key, "trade-open", &request)?;
     let id = ids::derived(&["trade", &tx, &hash]);
-    let trade = match state.trades.trades.get(&id).await? {
+    let trade = match state.trades.records.get(&id).await? {
         Some(trade) => trade,
         None => {
             check_relation(&state, &caller.player, &request.with).await?;
@@ -185,7 +185,7 @@ async fn open(
 /// A trade the caller is a party to; 404 for anyone else.
 async fn party_trade(state: &Shared, caller: &PlayerCaller, id: &str) -> Result<Trade> {
     let trade = match ids::valid(id) {
-        true => state.trades.trades.get(id).await?,
+        true => state.trades.records.get(id).await?,
         false => None,
     };
     trade
