@@ -16,6 +16,7 @@ use crate::events::NotificationView;
 use crate::extract::JsonBody;
 use crate::extract::QueryParams;
 use crate::model::NotificationKind;
+use crate::rules;
 use crate::session::{ServiceCaller, Session};
 use crate::state::Shared;
 
@@ -32,17 +33,21 @@ pub fn routes() -> Router<Shared> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceNotification {
     /// What happened: 1-32 of `a-z 0-9 -`; stored in `content.event`.
+    #[schemars(pattern(rules::SERVICE_EVENT.pattern), length(min = rules::SERVICE_EVENT.min, max = rules::SERVICE_EVENT.max))]
     pub event: String,
     /// The player who caused it, if any.
     #[serde(default)]
     pub subject: Option<String>,
-    /// Details for the client, up to 2 KiB as JSON.
+    /// Details for the client: up to 16 entries, names of 1-32 characters, each value a string of
+    /// up to 200 characters, a number, a boolean or null.
     #[serde(default)]
     pub content: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Details one service notification may carry, as JSON.
-const MAX_CONTENT_BYTES: usize = 2048;
+/// Entries one service notification's content may carry, and their sizes.
+pub const MAX_CONTENT_ENTRIES: usize = 16;
+pub const MAX_CONTENT_NAME: usize = 32;
+pub const MAX_CONTENT_TEXT: usize = 200;
 
 /// Ids per `POST /v1/notifications/read`.
 pub const MAX_READ_IDS: usize = 100;
@@ -167,20 +172,26 @@ async fn send(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ServiceNotification>,
 ) -> Result<(StatusCode, Json<NotificationView>)> {
-    let event_ok = (1..=32).contains(&body.event.len())
-        && body
-            .event
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !event_ok {
+    if !rules::SERVICE_EVENT.allows(&body.event) {
         return Err(Error::bad("event", "event must be 1-32 of a-z 0-9 -"));
+    }
+    let entry_ok = |(name, value): (&String, &serde_json::Value)| {
+        (1..=MAX_CONTENT_NAME).contains(&name.chars().count())
+            && match value {
+                serde_json::Value::String(text) => text.chars().count() <= MAX_CONTENT_TEXT,
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => false,
+                _ => true,
+            }
+    };
+    if body.content.len() > MAX_CONTENT_ENTRIES || !body.content.iter().all(entry_ok) {
+        return Err(Error::bad(
+            "content",
+            "content is up to 16 entries of 1-32 character names and plain values (text up to 200 characters)",
+        ));
     }
     let mut content = body.content;
     content.insert("event".into(), serde_json::Value::String(body.event));
     let content = serde_json::Value::Object(content);
-    if content.to_string().len() > MAX_CONTENT_BYTES {
-        return Err(Error::bad("content", "content must be at most 2 KiB as JSON"));
-    }
     if state.players.get(&id).await?.is_none() {
         return Err(Error::NotFound("player"));
     }

@@ -311,6 +311,24 @@ fn with_id(mut schema: Value, rule: &Rule) -> Value {
     schema
 }
 
+/// The notification body with its content's limits, which schemars cannot state for a map.
+fn service_notification() -> Value {
+    use crate::notifications::{
+        MAX_CONTENT_ENTRIES, MAX_CONTENT_NAME, MAX_CONTENT_TEXT, ServiceNotification,
+    };
+    let mut schema = schema::<ServiceNotification>();
+    schema["properties"]["content"] = json!({
+        "type": "object",
+        "maxProperties": MAX_CONTENT_ENTRIES,
+        "propertyNames": {"minLength": 1, "maxLength": MAX_CONTENT_NAME},
+        "additionalProperties": {"anyOf": [
+            {"type": "string", "maxLength": MAX_CONTENT_TEXT},
+            {"type": "number"}, {"type": "boolean"}, {"type": "null"},
+        ]},
+    });
+    schema
+}
+
 /// Either 1-100 `ids`, or `all: true`: a choice JSON Schema states with `oneOf`, which schemars does
 /// not derive from the struct's two optional fields.
 fn mark_notifications_read() -> Value {
@@ -370,10 +388,7 @@ fn schemas() -> Value {
         ("ProfileUpdate", schema::<profiles::ProfileUpdate>()),
         ("Stats", schema::<matches::Stats>()),
         ("Relation", schema::<friends::RelationView>()),
-        (
-            "ServiceNotification",
-            schema::<notifications::ServiceNotification>(),
-        ),
+        ("ServiceNotification", service_notification()),
         ("MatchReport", schema::<matches::MatchReport>()),
         ("BanRequest", schema::<admin::BanRequest>()),
         ("Privacy", schema::<model::Privacy>()),

@@ -74,6 +74,13 @@ macro_rules! rule {
 }
 
 rule!(
+    /// What a service notification says happened: lowercase letters, digits and `-`.
+    SERVICE_EVENT,
+    r"^[a-z0-9-]+$",
+    1,
+    32
+);
+rule!(
     /// ASCII letters, digits, `_`, `.` and `-`, starting with a letter or digit.
     USERNAME,
     r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",

@@ -31,6 +31,9 @@ items:
     maxCount: 10
     consumable: true
     tradeable: true
+  - id: ore
+    maxStack: 100
+    tradeable: true
   - id: sword
     stackable: false
   - id: relic
@@ -581,6 +584,19 @@ pub fn check_books(books: &flotilla_economy::ledger::audit::Books, acks: &[Ack])
         assert_eq!(count, instances, "{player}'s relic count is not the relics held");
     }
     let committed = books.outcomes.iter().filter(|o| o.committed).count();
+    let mut kinds: std::collections::BTreeMap<&str, (usize, usize)> = std::collections::BTreeMap::new();
+    let committed_ids: std::collections::HashSet<&str> = books
+        .outcomes
+        .iter()
+        .filter(|o| o.committed)
+        .map(|o| o.tx.as_str())
+        .collect();
+    for tx in &books.transactions {
+        let entry = kinds.entry(tx.kind.as_str()).or_default();
+        entry.0 += 1;
+        entry.1 += usize::from(committed_ids.contains(tx.id.as_str()));
+    }
+    eprintln!("transactions by kind (all, committed): {kinds:?}");
     let (instances, totals): (Vec<_>, Vec<_>) = report
         .totals
         .iter()
