@@ -11,16 +11,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{As, Deployment, Replica, unique};
 
-async fn grant(economy: &Replica, player: &str, body: Value) {
-    let mut body = body;
-    body["player"] = json!(player);
-    body["reason"] = json!("test");
-    let (status, answer) = economy
-        .post("/v1/grants", As::Service, &unique("grant-"), body)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
-}
-
 async fn create(economy: &Replica, seller: &str, terms: Value) -> Value {
     let mut body =
         json!({"item": "potion", "amount": 2, "currency": "gold", "startPrice": 10, "durationSeconds": 60});
@@ -84,14 +74,11 @@ async fn gold(economy: &Replica, player: &str) -> i64 {
 async fn the_highest_bid_wins_and_the_seller_is_paid_less_the_fee() {
     let economy = Deployment::new().replica().await;
     let (sam, ann, bob) = (unique("sam"), unique("ann"), unique("bob"));
-    grant(
-        &economy,
-        &sam,
-        json!({"currencies": {"gold": 5}, "items": {"potion": 2}}),
-    )
-    .await;
-    grant(&economy, &ann, json!({"currencies": {"gold": 100}})).await;
-    grant(&economy, &bob, json!({"currencies": {"gold": 100}})).await;
+    economy
+        .grant(&sam, json!({"currencies": {"gold": 5}, "items": {"potion": 2}}))
+        .await;
+    economy.grant(&ann, json!({"currencies": {"gold": 100}})).await;
+    economy.grant(&bob, json!({"currencies": {"gold": 100}})).await;
     let auction = create(&economy, &sam, json!({"durationSeconds": 8})).await;
     assert_eq!(
         economy.holding(&sam, "potion").await,
@@ -156,13 +143,10 @@ async fn the_highest_bid_wins_and_the_seller_is_paid_less_the_fee() {
 async fn no_bids_or_a_bid_below_the_reserve_returns_everything() {
     let economy = Deployment::new().replica().await;
     let (sam, ann) = (unique("sam"), unique("ann"));
-    grant(
-        &economy,
-        &sam,
-        json!({"currencies": {"gold": 5}, "items": {"potion": 4}}),
-    )
-    .await;
-    grant(&economy, &ann, json!({"currencies": {"gold": 100}})).await;
+    economy
+        .grant(&sam, json!({"currencies": {"gold": 5}, "items": {"potion": 4}}))
+        .await;
+    economy.grant(&ann, json!({"currencies": {"gold": 100}})).await;
     let reserved = create(&economy, &sam, json!({"durationSeconds": 2, "reservePrice": 50})).await;
     let empty = create(&economy, &sam, json!({"durationSeconds": 2})).await;
     let (status, _) = bid(&economy, &ann, &reserved, 20, &reserved["version"]).await;
@@ -194,9 +178,9 @@ async fn no_bids_or_a_bid_below_the_reserve_returns_everything() {
 async fn a_buyout_ends_it_at_once_and_late_bids_push_the_end_back_up_to_the_cap() {
     let economy = Deployment::new().replica().await;
     let (sam, ann, bob) = (unique("sam"), unique("ann"), unique("bob"));
-    grant(&economy, &sam, json!({"currencies": {"gold": 5}, "items": {"potion": 4}, "instances": [{"item": "relic", "properties": {"level": 3}}]})).await;
-    grant(&economy, &ann, json!({"currencies": {"gold": 500}})).await;
-    grant(&economy, &bob, json!({"currencies": {"gold": 500}})).await;
+    economy.grant(&sam, json!({"currencies": {"gold": 5}, "items": {"potion": 4}, "instances": [{"item": "relic", "properties": {"level": 3}}]})).await;
+    economy.grant(&ann, json!({"currencies": {"gold": 500}})).await;
+    economy.grant(&bob, json!({"currencies": {"gold": 500}})).await;
 
     let (_, wallet) = economy.get("/v1/wallet", As::Player(&sam)).await;
     let relic = wallet["items"]
@@ -252,15 +236,11 @@ async fn sixteen_bidders_racing_on_two_replicas_leave_one_top_bid_and_every_othe
     let deployment = Deployment::new();
     let (one, two) = (deployment.replica().await, deployment.replica().await);
     let sam = unique("sam");
-    grant(
-        &one,
-        &sam,
-        json!({"currencies": {"gold": 5}, "items": {"potion": 2}}),
-    )
-    .await;
+    one.grant(&sam, json!({"currencies": {"gold": 5}, "items": {"potion": 2}}))
+        .await;
     let bidders: Vec<String> = (0..16).map(|n| format!("{sam}b{n}")).collect();
     for bidder in &bidders {
-        grant(&one, bidder, json!({"currencies": {"gold": 100}})).await;
+        one.grant(bidder, json!({"currencies": {"gold": 100}})).await;
     }
     let auction = create(&one, &sam, json!({})).await;
     let answers = join_all(bidders.iter().enumerate().map(|(n, bidder)| {
@@ -283,12 +263,12 @@ async fn sixteen_bidders_racing_on_two_replicas_leave_one_top_bid_and_every_othe
 async fn bad_auctions_and_bids_get_a_clear_4xx_and_change_nothing() {
     let economy = Deployment::new().replica().await;
     let (sam, ann) = (unique("sam"), unique("ann"));
-    grant(
-        &economy,
-        &sam,
-        json!({"currencies": {"gold": 5}, "items": {"potion": 2, "sword": 1}}),
-    )
-    .await;
+    economy
+        .grant(
+            &sam,
+            json!({"currencies": {"gold": 5}, "items": {"potion": 2, "sword": 1}}),
+        )
+        .await;
     let base =
         json!({"item": "potion", "amount": 1, "currency": "gold", "startPrice": 10, "durationSeconds": 60});
     let with = |change: Value| {
@@ -376,15 +356,11 @@ async fn a_hundred_bidders_in_the_last_seconds_leave_one_winner_and_everyone_els
     let deployment = Deployment::new();
     let (one, two) = (deployment.replica().await, deployment.replica().await);
     let sam = unique("sam");
-    grant(
-        &one,
-        &sam,
-        json!({"currencies": {"gold": 5}, "items": {"potion": 1}}),
-    )
-    .await;
+    one.grant(&sam, json!({"currencies": {"gold": 5}, "items": {"potion": 1}}))
+        .await;
     let bidders: Vec<String> = (0..100).map(|n| format!("{sam}b{n}")).collect();
     for bidder in &bidders {
-        grant(&one, bidder, json!({"currencies": {"gold": 1000}})).await;
+        one.grant(bidder, json!({"currencies": {"gold": 1000}})).await;
     }
     // Ends in 2 s: every bid is inside the 5 s window, each pushes the end back 2 s, 4 s at most.
     let auction = create(&one, &sam, json!({"amount": 1, "durationSeconds": 2})).await;
@@ -468,13 +444,9 @@ async fn ten_settlers_at_once_settle_an_auction_once() {
     let deployment = Deployment::new();
     let (one, two) = (deployment.replica().await, deployment.replica().await);
     let (sam, ann) = (unique("sam"), unique("ann"));
-    grant(
-        &one,
-        &sam,
-        json!({"currencies": {"gold": 5}, "items": {"potion": 2}}),
-    )
-    .await;
-    grant(&one, &ann, json!({"currencies": {"gold": 100}})).await;
+    one.grant(&sam, json!({"currencies": {"gold": 5}, "items": {"potion": 2}}))
+        .await;
+    one.grant(&ann, json!({"currencies": {"gold": 100}})).await;
     let auction = create(&one, &sam, json!({"durationSeconds": 1})).await;
     let (status, after) = bid(&one, &ann, &auction, 40, &auction["version"]).await;
     assert_eq!(status, StatusCode::OK);

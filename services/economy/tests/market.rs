@@ -11,16 +11,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{As, Deployment, Replica, unique};
 
-async fn grant(economy: &Replica, player: &str, body: Value) {
-    let mut body = body;
-    body["player"] = json!(player);
-    body["reason"] = json!("test");
-    let (status, answer) = economy
-        .post("/v1/grants", As::Service, &unique("grant-"), body)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
-}
-
 /// Lists as `seller`; returns the listing's id.
 async fn list(economy: &Replica, seller: &str, body: Value) -> String {
     let (status, answer) = economy
@@ -72,14 +62,11 @@ fn ids(page: &Value) -> Vec<String> {
 async fn a_listing_sells_in_parts_and_pays_the_seller_the_price_less_the_fee() {
     let economy = Deployment::new().replica().await;
     let (ann, bob, cat) = (unique("ann"), unique("bob"), unique("cat"));
-    grant(
-        &economy,
-        &ann,
-        json!({"currencies": {"gold": 10}, "items": {"potion": 6}}),
-    )
-    .await;
-    grant(&economy, &bob, json!({"currencies": {"gold": 100}})).await;
-    grant(&economy, &cat, json!({"currencies": {"gold": 100}})).await;
+    economy
+        .grant(&ann, json!({"currencies": {"gold": 10}, "items": {"potion": 6}}))
+        .await;
+    economy.grant(&bob, json!({"currencies": {"gold": 100}})).await;
+    economy.grant(&cat, json!({"currencies": {"gold": 100}})).await;
 
     let id = list(
         &economy,
@@ -147,13 +134,10 @@ async fn a_listing_sells_in_parts_and_pays_the_seller_the_price_less_the_fee() {
 async fn cancel_and_expiry_return_what_is_left_to_the_seller() {
     let economy = Deployment::new().replica().await;
     let (ann, bob) = (unique("ann"), unique("bob"));
-    grant(
-        &economy,
-        &ann,
-        json!({"currencies": {"gold": 10}, "items": {"potion": 6}}),
-    )
-    .await;
-    grant(&economy, &bob, json!({"currencies": {"gold": 100}})).await;
+    economy
+        .grant(&ann, json!({"currencies": {"gold": 10}, "items": {"potion": 6}}))
+        .await;
+    economy.grant(&bob, json!({"currencies": {"gold": 100}})).await;
 
     let id = list(
         &economy,
@@ -231,8 +215,7 @@ async fn twenty_buyers_racing_for_five_units_buy_exactly_five() {
     let deployment = Deployment::new();
     let (one, two) = (deployment.replica().await, deployment.replica().await);
     let seller = unique("ann");
-    grant(
-        &one,
+    one.grant(
         &seller,
         json!({"currencies": {"gold": 10}, "items": {"potion": 5}}),
     )
@@ -245,7 +228,7 @@ async fn twenty_buyers_racing_for_five_units_buy_exactly_five() {
     .await;
     let buyers: Vec<String> = (0..20).map(|n| format!("{seller}b{n}")).collect();
     for buyer in &buyers {
-        grant(&one, buyer, json!({"currencies": {"gold": 10}})).await;
+        one.grant(buyer, json!({"currencies": {"gold": 10}})).await;
     }
     let answers = join_all(buyers.iter().enumerate().map(|(n, buyer)| {
         let replica = if n % 2 == 0 { &one } else { &two };
@@ -281,13 +264,13 @@ async fn twenty_buyers_racing_for_five_units_buy_exactly_five() {
 async fn an_instance_is_listed_and_bought_whole_with_its_properties() {
     let economy = Deployment::new().replica().await;
     let (ann, bob) = (unique("ann"), unique("bob"));
-    grant(
-        &economy,
-        &ann,
-        json!({"currencies": {"gold": 5}, "instances": [{"item": "relic", "properties": {"level": 9}}]}),
-    )
-    .await;
-    grant(&economy, &bob, json!({"currencies": {"gold": 500}})).await;
+    economy
+        .grant(
+            &ann,
+            json!({"currencies": {"gold": 5}, "instances": [{"item": "relic", "properties": {"level": 9}}]}),
+        )
+        .await;
+    economy.grant(&bob, json!({"currencies": {"gold": 500}})).await;
     let (_, wallet) = economy.get("/v1/wallet", As::Player(&ann)).await;
     let relic = wallet["items"][0]["instances"][0]["id"]
         .as_str()
@@ -323,9 +306,7 @@ async fn an_instance_is_listed_and_bought_whole_with_its_properties() {
 async fn browsing_filters_sorts_and_pages_and_survives_a_reindex() {
     let economy = Deployment::new().replica().await;
     let (ann, bob) = (unique("ann"), unique("bob"));
-    grant(
-        &economy,
-        &ann,
+    economy.grant(&ann,
         json!({"currencies": {"gold": 20}, "items": {"potion": 10}, "instances": [{"item": "relic", "properties": {"rarity": "epic"}}, {"item": "relic"}]}),
     )
     .await;
@@ -380,7 +361,7 @@ async fn browsing_filters_sorts_and_pages_and_survives_a_reindex() {
     assert_eq!(ids(&sellers)[0], epic_listing);
 
     // Sold out: no longer found.
-    grant(&economy, &bob, json!({"currencies": {"gold": 100}})).await;
+    economy.grant(&bob, json!({"currencies": {"gold": 100}})).await;
     assert_eq!(buy(&economy, &bob, &potions[1], "all", 2).await.0, StatusCode::OK);
     let open = browse(&economy, &bob, "item=potion&sort=priceAsc").await;
     assert_eq!(ids(&open), [potions[2].clone(), potions[0].clone()]);
@@ -422,12 +403,12 @@ async fn browsing_filters_sorts_and_pages_and_survives_a_reindex() {
 async fn bad_listings_and_purchases_get_a_clear_4xx_and_change_nothing() {
     let economy = Deployment::new().replica().await;
     let (ann, bob) = (unique("ann"), unique("bob"));
-    grant(
-        &economy,
-        &ann,
-        json!({"currencies": {"gold": 10}, "items": {"potion": 2, "sword": 1}}),
-    )
-    .await;
+    economy
+        .grant(
+            &ann,
+            json!({"currencies": {"gold": 10}, "items": {"potion": 2, "sword": 1}}),
+        )
+        .await;
     let cases = [
         (
             json!({"item": "potion", "amount": 1, "currency": "gems", "unitPrice": 5}),
@@ -544,8 +525,7 @@ async fn fifty_buyers_racing_for_one_listing_leave_one_buyer_and_nobody_else_cha
     let deployment = Deployment::new();
     let (one, two) = (deployment.replica().await, deployment.replica().await);
     let seller = unique("ann");
-    grant(
-        &one,
+    one.grant(
         &seller,
         json!({"currencies": {"gold": 10}, "items": {"potion": 1}}),
     )
@@ -558,7 +538,7 @@ async fn fifty_buyers_racing_for_one_listing_leave_one_buyer_and_nobody_else_cha
     .await;
     let buyers: Vec<String> = (0..50).map(|n| format!("{seller}b{n}")).collect();
     for buyer in &buyers {
-        grant(&one, buyer, json!({"currencies": {"gold": 10}})).await;
+        one.grant(buyer, json!({"currencies": {"gold": 10}})).await;
     }
     let answers = join_all(buyers.iter().enumerate().map(|(n, buyer)| {
         let replica = if n % 2 == 0 { &one } else { &two };

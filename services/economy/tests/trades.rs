@@ -38,16 +38,6 @@ async fn setup() -> Setup {
     }
 }
 
-async fn grant(economy: &Replica, player: &str, body: Value) {
-    let mut body = body;
-    body["player"] = json!(player);
-    body["reason"] = json!("test");
-    let (status, answer) = economy
-        .post("/v1/grants", As::Service, &unique("grant-"), body)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
-}
-
 async fn open(economy: &Replica, token: &str, with: &str, extra: Value) -> Value {
     let mut body = extra;
     body["with"] = json!(with);
@@ -96,13 +86,13 @@ async fn both_sides_move_at_once_when_both_accept_the_same_version() {
     } = setup().await;
     let (ann, ann_token) = sign_up(&players, &username("ann")).await;
     let (bob, bob_token) = sign_up(&players, &username("bob")).await;
-    grant(
-        &economy,
-        &ann,
-        json!({"currencies": {"gold": 50}, "instances": [{"item": "relic", "properties": {"level": 5}}]}),
-    )
-    .await;
-    grant(&economy, &bob, json!({"items": {"potion": 3}})).await;
+    economy
+        .grant(
+            &ann,
+            json!({"currencies": {"gold": 50}, "instances": [{"item": "relic", "properties": {"level": 5}}]}),
+        )
+        .await;
+    economy.grant(&bob, json!({"items": {"potion": 3}})).await;
     let (_, wallet) = economy.get("/v1/wallet", As::Token(&ann_token)).await;
     let relic = wallet["items"][0]["instances"][0]["id"]
         .as_str()
@@ -226,8 +216,8 @@ async fn cancel_and_expiry_give_everything_back() {
     } = setup().await;
     let (ann, ann_token) = sign_up(&players, &username("ann")).await;
     let (bob, bob_token) = sign_up(&players, &username("bob")).await;
-    grant(&economy, &ann, json!({"currencies": {"gold": 50}})).await;
-    grant(&economy, &bob, json!({"items": {"potion": 3}})).await;
+    economy.grant(&ann, json!({"currencies": {"gold": 50}})).await;
+    economy.grant(&bob, json!({"items": {"potion": 3}})).await;
 
     let trade = open(&economy, &ann_token, &bob, json!({})).await;
     act(
@@ -298,12 +288,12 @@ async fn goods_not_held_are_refused_and_strangers_see_nothing() {
     let (ann, ann_token) = sign_up(&players, &username("ann")).await;
     let (bob, _) = sign_up(&players, &username("bob")).await;
     let (_, eve_token) = sign_up(&players, &username("eve")).await;
-    grant(
-        &economy,
-        &ann,
-        json!({"currencies": {"gold": 50, "gems": 5}, "items": {"sword": 1}}),
-    )
-    .await;
+    economy
+        .grant(
+            &ann,
+            json!({"currencies": {"gold": 50, "gems": 5}, "items": {"sword": 1}}),
+        )
+        .await;
     let trade = open(&economy, &ann_token, &bob, json!({})).await;
 
     let (status, refused) = act(
@@ -384,7 +374,7 @@ async fn a_block_stops_trades_and_gifts() {
     } = setup().await;
     let (ann, ann_token) = sign_up(&players, &username("ann")).await;
     let (bob, bob_token) = sign_up(&players, &username("bob")).await;
-    grant(&economy, &ann, json!({"currencies": {"gold": 50}})).await;
+    economy.grant(&ann, json!({"currencies": {"gold": 50}})).await;
     let trade = open(&economy, &ann_token, &bob, json!({})).await;
     act(
         &economy,
@@ -458,8 +448,8 @@ async fn parties_acting_at_once_on_two_replicas_lose_and_double_nothing() {
     } = setup().await;
     let (ann, ann_token) = sign_up(&players, &username("ann")).await;
     let (bob, bob_token) = sign_up(&players, &username("bob")).await;
-    grant(&economy, &ann, json!({"currencies": {"gold": 100}})).await;
-    grant(&economy, &bob, json!({"items": {"potion": 10}})).await;
+    economy.grant(&ann, json!({"currencies": {"gold": 100}})).await;
+    economy.grant(&bob, json!({"items": {"potion": 10}})).await;
     let trade = open(&economy, &ann_token, &bob, json!({})).await;
     let id = trade["id"].as_str().expect("id").to_owned();
 
@@ -575,14 +565,11 @@ async fn players_hear_of_sales_outbids_and_trades_through_the_player_service() {
     let (ann, ann_token) = sign_up(&players, &username("ann")).await;
     let (bob, bob_token) = sign_up(&players, &username("bob")).await;
     let (cat, _) = sign_up(&players, &username("cat")).await;
-    grant(
-        &economy,
-        &ann,
-        json!({"currencies": {"gold": 20}, "items": {"potion": 4}}),
-    )
-    .await;
-    grant(&economy, &bob, json!({"currencies": {"gold": 100}})).await;
-    grant(&economy, &cat, json!({"currencies": {"gold": 100}})).await;
+    economy
+        .grant(&ann, json!({"currencies": {"gold": 20}, "items": {"potion": 4}}))
+        .await;
+    economy.grant(&bob, json!({"currencies": {"gold": 100}})).await;
+    economy.grant(&cat, json!({"currencies": {"gold": 100}})).await;
 
     // The market: Ann's potion sells.
     let (_, listed) = economy

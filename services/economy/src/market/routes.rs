@@ -85,25 +85,9 @@ pub struct BrowseQuery {
 #[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListingPage {
-    pub items: Vec<ListingDocView>,
+    pub items: Vec<ListingDoc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
-}
-
-/// A listing as the search index has it (within a second of its latest change).
-#[derive(Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ListingDocView {
-    pub id: String,
-    pub seller: String,
-    pub item: String,
-    pub category: Option<String>,
-    pub attributes: Vec<String>,
-    pub currency: String,
-    pub unit_price: i64,
-    pub remaining: i64,
-    pub created_ms: i64,
-    pub expires_ms: i64,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -461,26 +445,9 @@ async fn browse(
     };
     let (docs, next_cursor) = state.market.index.search(&search, state.ledger.now_ms()).await?;
     Ok(Json(ListingPage {
-        items: docs.into_iter().map(ListingDocView::from).collect(),
+        items: docs,
         next_cursor,
     }))
-}
-
-impl From<ListingDoc> for ListingDocView {
-    fn from(doc: ListingDoc) -> Self {
-        Self {
-            id: doc.id,
-            seller: doc.seller,
-            item: doc.item,
-            category: doc.category,
-            attributes: doc.attributes,
-            currency: doc.currency,
-            unit_price: doc.unit_price,
-            remaining: doc.remaining,
-            created_ms: doc.created_ms,
-            expires_ms: doc.expires_ms,
-        }
-    }
 }
 
 /// The latest committed sales of an item and their median unit price per currency.

@@ -16,8 +16,9 @@ use crate::{Error, Result};
 /// The most listings one page returns.
 pub const MAX_PAGE: usize = 100;
 
-/// A listing as indexed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A listing as indexed, and as browsing answers it (within a second of its latest change).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ListingDoc {
     pub id: String,
     pub seller: String,
@@ -170,7 +171,7 @@ fn query_body(query: &Query, now_ms: i64, limit: usize) -> Value {
     let now_ms = now_ms - now_ms.rem_euclid(1_000);
     let mut filters = vec![
         json!({"range": {"remaining": {"gt": 0}}}),
-        json!({"range": {"expires_ms": {"gt": now_ms}}}),
+        json!({"range": {"expiresMs": {"gt": now_ms}}}),
     ];
     for (field, value) in [
         ("item", &query.item),
@@ -193,13 +194,13 @@ fn query_body(query: &Query, now_ms: i64, limit: usize) -> Value {
         price.insert("lte".into(), json!(max));
     }
     if !price.is_empty() {
-        filters.push(json!({"range": {"unit_price": price}}));
+        filters.push(json!({"range": {"unitPrice": price}}));
     }
     let first = match query.sort.unwrap_or(Sort::Newest) {
-        Sort::PriceAsc => json!({"unit_price": "asc"}),
-        Sort::PriceDesc => json!({"unit_price": "desc"}),
-        Sort::Newest => json!({"created_ms": "desc"}),
-        Sort::Oldest => json!({"created_ms": "asc"}),
+        Sort::PriceAsc => json!({"unitPrice": "asc"}),
+        Sort::PriceDesc => json!({"unitPrice": "desc"}),
+        Sort::Newest => json!({"createdMs": "desc"}),
+        Sort::Oldest => json!({"createdMs": "asc"}),
     };
     json!({
         "size": limit,
@@ -226,10 +227,10 @@ fn index_body(filling: bool) -> Value {
                 "category": keyword(),
                 "attributes": keyword(),
                 "currency": keyword(),
-                "unit_price": {"type": "long"},
+                "unitPrice": {"type": "long"},
                 "remaining": {"type": "long"},
-                "created_ms": {"type": "long"},
-                "expires_ms": {"type": "long"},
+                "createdMs": {"type": "long"},
+                "expiresMs": {"type": "long"},
             },
         },
     })
@@ -262,10 +263,10 @@ mod tests {
         let filters = body["query"]["bool"]["filter"].as_array().expect("filters");
         assert!(filters.contains(&json!({"term": {"item": "potion"}})));
         assert!(filters.contains(&json!({"term": {"attributes": "rarity=epic"}})));
-        assert!(filters.contains(&json!({"range": {"unit_price": {"gte": 5}}})));
-        assert!(filters.contains(&json!({"range": {"expires_ms": {"gt": 1_000}}})));
+        assert!(filters.contains(&json!({"range": {"unitPrice": {"gte": 5}}})));
+        assert!(filters.contains(&json!({"range": {"expiresMs": {"gt": 1_000}}})));
         let later = query_body(&query, 1_999, 20);
         assert_eq!(later, body, "within a second, the same query: cacheable");
-        assert_eq!(body["sort"], json!([{"unit_price": "asc"}, {"id": "asc"}]));
+        assert_eq!(body["sort"], json!([{"unitPrice": "asc"}, {"id": "asc"}]));
     }
 }

@@ -337,9 +337,17 @@ impl Replica {
 
     /// Grants `gold` to `player` from a game server.
     pub async fn grant_gold(&self, player: &str, gold: i64) {
-        let key = unique("grant-");
-        let body = serde_json::json!({"player": player, "currencies": {"gold": gold}, "reason": "test"});
-        let (status, answer) = self.post("/v1/grants", As::Service, &key, body).await;
+        self.grant(player, serde_json::json!({"currencies": {"gold": gold}}))
+            .await;
+    }
+
+    /// Grants `body` (`currencies`, `items`, `instances`) to `player` from a game server.
+    pub async fn grant(&self, player: &str, mut body: Value) {
+        body["player"] = serde_json::json!(player);
+        body["reason"] = serde_json::json!("test");
+        let (status, answer) = self
+            .post("/v1/grants", As::Service, &unique("grant-"), body)
+            .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
 
