@@ -215,7 +215,14 @@ impl<K: Kind> Steps<K> {
                 true => self.current(state, key).await?,
             };
             let seq = current.as_ref().map_or(1, |(seq, _)| seq + 1);
-            let Some(decision) = decide(current.as_ref().map(|(_, s)| s), seq)? else {
+            let decided = decide(current.as_ref().map(|(_, s)| s), seq);
+            // A refusal or a no-op decided on the remembered state may only mean this process
+            // missed another replica's steps: only the stored state may answer one.
+            if !fresh && !matches!(decided, Ok(Some(_))) {
+                fresh = true;
+                continue;
+            }
+            let Some(decision) = decided? else {
                 let unchanged = current.ok_or(Error::NotFound("exchange"))?.1;
                 return Ok(Applied::Unchanged(unchanged));
             };

@@ -439,6 +439,56 @@ async fn a_block_stops_trades_and_gifts() {
 }
 
 #[tokio::test]
+async fn a_replica_that_missed_the_latest_offer_still_accepts_it() {
+    let Setup {
+        economy,
+        second,
+        players,
+        _deployment: _keep,
+    } = setup().await;
+    let (ann, ann_token) = sign_up(&players, &username("ann")).await;
+    let (bob, bob_token) = sign_up(&players, &username("bob")).await;
+    economy.grant(&ann, json!({"currencies": {"gold": 100}})).await;
+    economy.grant(&bob, json!({"items": {"potion": 10}})).await;
+    let trade = open(&economy, &ann_token, &bob, json!({})).await;
+    // The second replica sees the trade at this offer, then the first changes it.
+    let (status, _) = act(
+        &second,
+        &bob_token,
+        &trade,
+        "offer",
+        json!({"items": {"potion": 2}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, view) = act(
+        &economy,
+        &ann_token,
+        &trade,
+        "offer",
+        json!({"currencies": {"gold": 30}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let version = view["version"].clone();
+    let (status, _) = act(
+        &economy,
+        &ann_token,
+        &trade,
+        "accept",
+        json!({"version": version}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // What the second replica remembers is stale; the acceptance names the stored version.
+    let (status, done) = act(&second, &bob_token, &trade, "accept", json!({"version": version})).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(gold(&economy, &bob).await, 30);
+    assert_eq!(economy.holding(&ann, "potion").await.0, 2);
+}
+
+#[tokio::test]
 async fn parties_acting_at_once_on_two_replicas_lose_and_double_nothing() {
     let Setup {
         economy,

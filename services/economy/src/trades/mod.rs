@@ -64,7 +64,9 @@ impl Kind for TradeKind {
             Action::Offer { .. } => "trade-offer",
             Action::Complete => "trade",
             Action::Cancel => "trade-cancel",
-            Action::Open { .. } | Action::Accept { .. } | Action::Expire => "trade-expire",
+            Action::Expire => "trade-expire",
+            // Neither moves goods, so neither is ever counted as a transaction.
+            Action::Open { .. } | Action::Accept { .. } => "trade-no-transfer",
         }
     }
 
