@@ -2,9 +2,9 @@
 //! server or back-end with the service key ([`ServiceCaller`]), or an admin ([`AdminCaller`]).
 
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use redis::AsyncCommands;
+use flotilla_service::SecretKey;
+use flotilla_service::extract::bearer;
 
 use crate::state::{AppState, Shared};
 use crate::{Error, Result};
@@ -32,18 +32,15 @@ impl FromRequestParts<Shared> for PlayerCaller {
 
 async fn authenticate(state: &AppState, token: &str) -> Result<PlayerCaller> {
     let now = flotilla_storage::mongo::now_ms() / 1000;
-    let claims = state.verifier().verify(token, now).map_err(|error| match error {
-        flotilla_player::Error::Unauthenticated(reason) => Error::Unauthenticated(reason),
-        _ => Error::Unauthenticated("access token is invalid"),
-    })?;
-    let mut redis = state.redis.clone();
-    let revoked: bool = redis
-        .exists(format!("{}:revoked:{}", state.namespace, claims.sid))
+    let claims = state
+        .tokens
+        .authenticate(token, now)
         .await
-        .map_err(flotilla_storage::Error::from)?;
-    if revoked {
-        return Err(Error::Unauthenticated("session was signed out or revoked"));
-    }
+        .map_err(|error| match error {
+            flotilla_player::Error::Unauthenticated(reason) => Error::Unauthenticated(reason),
+            flotilla_player::Error::Storage(error) => Error::Storage(error),
+            _ => Error::Unauthenticated("access token is invalid"),
+        })?;
     Ok(PlayerCaller {
         player: claims.sub,
         created: claims.created,
@@ -80,40 +77,7 @@ impl FromRequestParts<Shared> for AdminCaller {
     }
 }
 
-/// A shared secret, kept as its HMAC tag under a per-process key: presented keys are checked with
-/// `ring::hmac::verify`, which compares in constant time.
-pub struct SecretKey {
-    key: ring::hmac::Key,
-    tag: ring::hmac::Tag,
-}
-
-impl SecretKey {
-    pub fn new(secret: &str, what: &str) -> Result<Self> {
-        if secret.len() < 16 {
-            return Err(Error::Config(format!(
-                "the {what} must be at least 16 characters"
-            )));
-        }
-        let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
-            .map_err(|_| Error::Config("no randomness".into()))?;
-        let tag = ring::hmac::sign(&key, secret.as_bytes());
-        Ok(Self { key, tag })
-    }
-
-    pub fn matches(&self, presented: &str) -> bool {
-        ring::hmac::verify(&self.key, presented.as_bytes(), self.tag.as_ref()).is_ok()
-    }
-}
-
 pub struct Keys {
     pub service: SecretKey,
     pub admin: SecretKey,
-}
-
-fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
-    value
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
 }

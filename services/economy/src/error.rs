@@ -57,6 +57,15 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<flotilla_service::BadRequest> for Error {
+    fn from(bad: flotilla_service::BadRequest) -> Self {
+        Error::BadRequest {
+            field: bad.field,
+            message: bad.message,
+        }
+    }
+}
+
 impl Error {
     pub fn bad(field: &'static str, message: impl Into<String>) -> Self {
         Error::BadRequest {

@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use flotilla_player::tokens::Verifier;
+use flotilla_player::remote::PlayerTokens;
 use flotilla_storage::lease::Lease;
 use flotilla_storage::mongo::{Mongo, MongoOptions};
 use prometheus_client::registry::Registry;
@@ -54,7 +54,7 @@ use tokio::net::TcpListener;
 pub use error::{Error, Result};
 
 use crate::args::{Args, Command, ServeArgs, StorageArgs};
-use crate::caller::{Keys, SecretKey};
+use crate::caller::Keys;
 use crate::catalog::Catalog;
 use crate::ledger::engine::Ledger;
 use crate::ledger::mongo::MongoLedger;
@@ -63,6 +63,7 @@ use crate::market::search::ListingIndex;
 use crate::metrics::Metrics;
 use crate::players::Players;
 use crate::state::{AppState, Shared};
+use flotilla_service::SecretKey;
 
 /// Request bodies larger than this are refused before they are read.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -139,24 +140,23 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
     let market = Market::new(&mongo, ListingIndex::new(&opensearch_url, &namespace)?);
     market.ensure_indexes().await?;
     let keys = Keys {
-        service: SecretKey::new(&service_key, "service key")?,
-        admin: SecretKey::new(&admin_key, "admin key")?,
+        service: SecretKey::new(&service_key, "service key").map_err(|e| Error::Config(e.0))?,
+        admin: SecretKey::new(&admin_key, "admin key").map_err(|e| Error::Config(e.0))?,
     };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .map_err(|error| Error::Config(error.to_string()))?;
-    let verifier = match (&player_url, player_token_keys.is_empty()) {
-        (_, false) => {
-            Verifier::from_public_keys(&player_token_keys).map_err(|e| Error::Config(e.to_string()))?
-        }
-        (Some(url), true) => wait_for_keys(&http, url).await?,
-        (None, true) => {
-            return Err(Error::Config(
-                "--player-token-keys or --player-url is required".into(),
-            ));
-        }
-    };
+    let tokens = Arc::new(
+        PlayerTokens::new(
+            &player_token_keys,
+            player_url.as_deref(),
+            redis.clone(),
+            &namespace,
+        )
+        .await
+        .map_err(|error| Error::Config(error.to_string()))?,
+    );
     let players = player_url
         .as_deref()
         .map(|url| Players::new(http.clone(), url, &service_key));
@@ -173,7 +173,7 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         keys,
         metrics,
         Catalog::load(&catalog)?,
-        verifier,
+        tokens.clone(),
         reversal_policy,
     ));
 
@@ -199,30 +199,9 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         catalog,
         Duration::from_secs(5),
     ));
-    if let Some(url) = player_url {
-        tokio::spawn(workers::refresh_keys(
-            state.clone(),
-            http,
-            url,
-            Duration::from_secs(60),
-        ));
-    }
+    tokio::spawn(tokens.refresh(Duration::from_secs(60)));
     let ops = metrics::router(state.clone(), registry);
     Ok((state.clone(), api(state), ops))
-}
-
-/// The player service may start after this one: wait for its keys for up to a minute.
-async fn wait_for_keys(http: &reqwest::Client, url: &str) -> Result<Verifier> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match workers::fetch_keys(http, url).await {
-            Ok(verifier) => return Ok(verifier),
-            Err(error) if attempt >= 30 => return Err(error),
-            Err(error) => tracing::info!(%error, "waiting for the player service"),
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
 }
 
 /// The public API.
@@ -251,19 +230,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let api_listener = TcpListener::bind(addr).await?;
     let ops_listener = TcpListener::bind(metrics_addr).await?;
     tracing::info!(%addr, %metrics_addr, "serving");
-    let api = axum::serve(api_listener, api).with_graceful_shutdown(shutdown());
-    let ops = axum::serve(ops_listener, ops).with_graceful_shutdown(shutdown());
+    let api = axum::serve(api_listener, api).with_graceful_shutdown(flotilla_service::shutdown());
+    let ops = axum::serve(ops_listener, ops).with_graceful_shutdown(flotilla_service::shutdown());
     tokio::try_join!(api.into_future(), ops.into_future())?;
     Ok(())
-}
-
-async fn shutdown() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

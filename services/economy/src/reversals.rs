@@ -19,13 +19,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::caller::AdminCaller;
 use crate::catalog::{MAX_BALANCE, item_asset};
-use crate::extract::JsonBody;
 use crate::instances::parse_instance_asset;
 use crate::ledger::model::{Holder, Leg, Transaction};
 use crate::ledger::store::LedgerStore;
 use crate::state::Shared;
 use crate::transactions::{TransactionView, request_hash};
 use crate::{Error, Result};
+use flotilla_service::extract::JsonBody;
 
 pub fn routes() -> Router<Shared> {
     Router::new().route("/v1/admin/reversals", post(reverse))

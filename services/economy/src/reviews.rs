@@ -10,12 +10,12 @@ use mongodb::bson::doc;
 use serde::{Deserialize, Serialize};
 
 use crate::caller::AdminCaller;
-use crate::extract::{JsonBody, QueryParams};
 use crate::ledger::model::Review;
 use crate::ledger::store::LedgerStore;
 use crate::state::Shared;
 use crate::transactions::TransactionView;
 use crate::{Error, Result};
+use flotilla_service::extract::{JsonBody, QueryParams};
 
 pub fn routes() -> Router<Shared> {
     Router::new()

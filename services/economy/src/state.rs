@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use flotilla_player::tokens::Verifier;
+use flotilla_player::remote::PlayerTokens;
 use flotilla_storage::model::Store;
 use flotilla_storage::mongo::Mongo;
 
@@ -39,7 +39,8 @@ pub struct AppState {
     /// What a reversal does when the proceeds were spent, unless its request says.
     pub reversal_policy: Policy,
     catalog: RwLock<Arc<Catalog>>,
-    verifier: RwLock<Arc<Verifier>>,
+    /// Checks players' access tokens.
+    pub tokens: Arc<PlayerTokens>,
 }
 
 impl AppState {
@@ -54,7 +55,7 @@ impl AppState {
         keys: Keys,
         metrics: Metrics,
         catalog: Catalog,
-        verifier: Verifier,
+        tokens: Arc<PlayerTokens>,
         reversal_policy: Policy,
     ) -> Self {
         metrics.catalog_version.set(catalog.version as i64);
@@ -72,7 +73,7 @@ impl AppState {
             metrics,
             reversal_policy,
             catalog: RwLock::new(Arc::new(catalog)),
-            verifier: RwLock::new(Arc::new(verifier)),
+            tokens,
         }
     }
 
@@ -90,19 +91,5 @@ impl AppState {
             .catalog
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(catalog);
-    }
-
-    pub fn verifier(&self) -> Arc<Verifier> {
-        self.verifier
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    pub fn set_verifier(&self, verifier: Verifier) {
-        *self
-            .verifier
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(verifier);
     }
 }

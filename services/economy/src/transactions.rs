@@ -16,13 +16,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::caller::{PlayerCaller, ServiceCaller};
 use crate::catalog::{Catalog, Item, MAX_AMOUNT, currency_asset, item_asset, offer_asset};
-use crate::extract::{IdempotencyKey, JsonBody, QueryParams};
+use crate::extract::IdempotencyKey;
 use crate::fraud;
 use crate::instances::{self, Minted, NewInstance};
 use crate::ledger::model::{Holder, Leg, Outcome, Transaction};
 use crate::ledger::store::LedgerStore;
 use crate::state::Shared;
 use crate::{Error, Result};
+use flotilla_service::extract::{JsonBody, QueryParams};
 
 /// Where bought goods' prices go, where rewards come from, where consumed items go.
 pub const STORE: &str = "store";

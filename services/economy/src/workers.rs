@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use flotilla_player::tokens::Verifier;
 use flotilla_storage::lease::Lease;
 
 use crate::catalog::Catalog;
@@ -15,7 +14,7 @@ use crate::ledger::model::Posting;
 use crate::market::closing::expire_due;
 use crate::metrics::EscrowLabels;
 use crate::state::Shared;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Completes or voids transactions left unfinished for `grace` (a crashed replica, a lost
 /// connection), returns expired market listings to their sellers, and audits the books every
@@ -145,36 +144,5 @@ pub async fn reload_catalog(state: Shared, path: PathBuf, every: Duration) {
             }
         }
         loaded = Some(text);
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct KeysAnswer {
-    keys: Vec<String>,
-}
-
-/// The player service's token verification keys, from `GET {player_url}/v1/auth/keys`.
-pub async fn fetch_keys(client: &reqwest::Client, player_url: &str) -> Result<Verifier> {
-    let url = format!("{}/v1/auth/keys", player_url.trim_end_matches('/'));
-    let fetch = async {
-        let answer = client.get(&url).send().await?.error_for_status()?;
-        answer.json::<KeysAnswer>().await
-    };
-    let answer = fetch
-        .await
-        .map_err(|error| Error::Config(format!("fetching player token keys from {url}: {error}")))?;
-    Verifier::from_public_keys(&answer.keys).map_err(|error| Error::Config(error.to_string()))
-}
-
-/// Fetches the keys again every `every`, so a key the player service rotates in is accepted here.
-pub async fn refresh_keys(state: Shared, client: reqwest::Client, player_url: String, every: Duration) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        match fetch_keys(&client, &player_url).await {
-            Ok(verifier) => state.set_verifier(verifier),
-            Err(error) => tracing::warn!(%error, "keeping the current player token keys"),
-        }
     }
 }

@@ -14,12 +14,12 @@ use flotilla_storage::mongo::now_ms;
 
 use crate::auth;
 use crate::error::{Error, Result};
-use crate::extract::JsonBody;
 use crate::model::BanRecord;
 use crate::players;
 use crate::rules;
 use crate::session::ServiceCaller;
 use crate::state::Shared;
+use flotilla_service::extract::JsonBody;
 
 pub fn routes() -> Router<Shared> {
     Router::new().route("/v1/admin/players/{id}/ban", post(ban).delete(unban))

@@ -21,7 +21,6 @@ use flotilla_storage::rate_limit::Check;
 
 use crate::error::{Error, Result};
 use crate::events::{self, Event};
-use crate::extract::JsonBody;
 use crate::metrics::LoginLabels;
 use crate::model::{Identity, Method, Player, Privacy, RefreshToken, RevokedSession, new_id, random};
 use crate::passwords;
@@ -30,6 +29,7 @@ use crate::rules;
 use crate::session::{self, Session};
 use crate::state::Shared;
 use crate::tokens::{AUDIENCE, Claims, ISSUER};
+use flotilla_service::extract::JsonBody;
 
 pub fn routes() -> Router<Shared> {
     Router::new()

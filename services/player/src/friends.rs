@@ -46,12 +46,12 @@ use flotilla_storage::sequence::{Append, entry_id};
 
 use crate::error::{Error, Result};
 use crate::events;
-use crate::extract::QueryParams;
 use crate::model::{FriendEdge, FriendState, NotificationKind, Player, RelationshipStep, RequestAudience};
 use crate::players::{self, PublicProfile};
 use crate::privacy::{self, Relation};
 use crate::session::{ServiceCaller, Session};
 use crate::state::{AppState, Shared};
+use flotilla_service::extract::QueryParams;
 
 pub fn routes() -> Router<Shared> {
     Router::new()

@@ -6,7 +6,7 @@
 //! - HTTP surface: [`auth`], [`profiles`], [`friends`], [`messages`], [`notifications`], [`realtime`]
 //!   (WebSocket, presence), [`matches`] (game-server reports), [`admin`] (bans);
 //! - rules: [`privacy`] (every cross-player check), [`session`] (who is calling);
-//! - plumbing: [`extract`] (JSON bodies and queries), [`model`] (what is stored), [`migrations`], [`tokens`], [`passwords`], [`events`],
+//! - plumbing: [`model`] (what is stored), [`migrations`], [`tokens`], [`passwords`], [`events`],
 //!   [`hub`], [`metrics`], [`openapi`], [`state`].
 
 pub mod admin;
@@ -16,7 +16,6 @@ pub mod clock;
 mod error;
 pub mod events;
 pub mod export;
-pub mod extract;
 pub mod friends;
 pub mod hub;
 pub mod matches;
@@ -32,6 +31,7 @@ pub mod presence_refresh;
 pub mod privacy;
 pub mod profiles;
 pub mod realtime;
+pub mod remote;
 pub mod rules;
 pub mod session;
 pub mod state;
@@ -198,19 +198,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         api_listener,
         api.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown());
-    let ops = axum::serve(ops_listener, ops).with_graceful_shutdown(shutdown());
+    .with_graceful_shutdown(flotilla_service::shutdown());
+    let ops = axum::serve(ops_listener, ops).with_graceful_shutdown(flotilla_service::shutdown());
     tokio::try_join!(api.into_future(), ops.into_future())?;
     Ok(())
-}
-
-async fn shutdown() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

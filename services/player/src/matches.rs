@@ -13,11 +13,11 @@ use flotilla_storage::mongo::now_ms;
 
 use crate::error::{Error, Result};
 use crate::events;
-use crate::extract::JsonBody;
 use crate::model::{MatchPlayer, MatchResult, NotificationKind};
 use crate::rules;
 use crate::session::{ServiceCaller, Session};
 use crate::state::Shared;
+use flotilla_service::extract::JsonBody;
 
 pub fn routes() -> Router<Shared> {
     Router::new()

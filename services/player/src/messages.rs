@@ -24,13 +24,13 @@ use flotilla_storage::sequence::{Sequence, entry_id};
 
 use crate::error::{Error, Result};
 use crate::events::{self, Event, MessageView};
-use crate::extract::{JsonBody, QueryParams};
 use crate::model::{ConversationEntry, Message, NotificationKind, PointerStep, ReadMarker, new_sortable_id};
 use crate::players;
 use crate::privacy;
 use crate::rules;
 use crate::session::Session;
 use crate::state::Shared;
+use flotilla_service::extract::{JsonBody, QueryParams};
 
 pub fn routes() -> Router<Shared> {
     Router::new()

@@ -13,12 +13,12 @@ use flotilla_storage::page::{PageRequest, SortKey};
 
 use crate::error::{Error, Result};
 use crate::events::NotificationView;
-use crate::extract::JsonBody;
-use crate::extract::QueryParams;
 use crate::model::NotificationKind;
 use crate::rules;
 use crate::session::{ServiceCaller, Session};
 use crate::state::Shared;
+use flotilla_service::extract::JsonBody;
+use flotilla_service::extract::QueryParams;
 
 pub fn routes() -> Router<Shared> {
     Router::new()

@@ -12,12 +12,12 @@ use flotilla_storage::mongo::now_ms;
 
 use crate::auth;
 use crate::error::{Error, Result};
-use crate::extract::{JsonBody, QueryParams};
 use crate::model::Privacy;
 use crate::players::{self, OwnProfile, PublicProfile};
 use crate::rules;
 use crate::session::Session;
 use crate::state::Shared;
+use flotilla_service::extract::{JsonBody, QueryParams};
 
 pub fn routes() -> Router<Shared> {
     Router::new()

@@ -48,7 +48,6 @@ use flotilla_storage::presence::PresenceEntry;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::events::{self, Event};
-use crate::extract::QueryParams;
 use crate::hub::{self, Connection};
 use crate::model::{Audience, FriendEdge, FriendState, new_id};
 use crate::players;
@@ -56,6 +55,7 @@ use crate::privacy::{self, Relation};
 use crate::rules;
 use crate::session::{self, Session};
 use crate::state::{PRESENCE_TTL, Shared};
+use flotilla_service::extract::QueryParams;
 
 pub fn routes() -> Router<Shared> {
     Router::new()

@@ -2,8 +2,8 @@
 //! service key ([`ServiceCaller`]).
 
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use flotilla_service::extract::bearer;
 use redis::AsyncCommands;
 
 use crate::error::{Error, Result};
@@ -73,12 +73,4 @@ impl FromRequestParts<Shared> for ServiceCaller {
         .map_err(|_| Error::Unauthenticated("service key is invalid"))?;
         Ok(ServiceCaller)
     }
-}
-
-fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
-    value
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
 }

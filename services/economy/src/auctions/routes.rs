@@ -12,11 +12,12 @@ use crate::auctions::{self, Auction, act, current};
 use crate::caller::PlayerCaller;
 use crate::catalog::{Item, MAX_AMOUNT};
 use crate::exchange::Applied;
-use crate::extract::{IdempotencyKey, JsonBody, QueryParams};
+use crate::extract::IdempotencyKey;
 use crate::ids;
 use crate::state::Shared;
 use crate::transactions::{check_amount, identify, stackable_item, valid_player};
 use crate::{Error, Result};
+use flotilla_service::extract::{JsonBody, QueryParams};
 
 pub fn routes() -> Router<Shared> {
     Router::new()

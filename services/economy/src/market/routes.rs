@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::caller::{AdminCaller, PlayerCaller};
 use crate::catalog::{Item, MAX_AMOUNT, currency_asset, item_asset};
-use crate::extract::{IdempotencyKey, JsonBody, QueryParams};
+use crate::extract::IdempotencyKey;
 use crate::fees::{self, Split};
 use crate::ids;
 use crate::instances::{self, instance_asset};
@@ -26,6 +26,7 @@ use crate::players;
 use crate::state::Shared;
 use crate::transactions::{TransactionView, check_amount, identify, stackable_item, submit, valid_player};
 use crate::{Error, Result};
+use flotilla_service::extract::{JsonBody, QueryParams};
 
 pub fn routes() -> Router<Shared> {
     Router::new()

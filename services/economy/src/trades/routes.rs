@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::caller::PlayerCaller;
 use crate::catalog::Catalog;
-use crate::extract::{IdempotencyKey, JsonBody, QueryParams};
+use crate::extract::IdempotencyKey;
 use crate::ids;
 use crate::players;
 use crate::state::Shared;
@@ -21,6 +21,7 @@ use crate::trades::state::{Action, Goods, Side, Status, TradeState};
 use crate::trades::{Trade, act, current};
 use crate::transactions::{check_amount, identify, stackable_item, valid_player};
 use crate::{Error, Result};
+use flotilla_service::extract::{JsonBody, QueryParams};
 
 /// How long a trade stays open unless its request says, and at most.
 const DEFAULT_SECONDS: i64 = 3_600;
