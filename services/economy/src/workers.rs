@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use flotilla_storage::lease::Lease;
 
+use crate::Result;
 use crate::catalog::Catalog;
 use crate::ledger::audit::{Books, Report, audit};
 use crate::ledger::model::Posting;
 use crate::market::closing::expire_due;
 use crate::metrics::EscrowLabels;
 use crate::state::Shared;
-use crate::Result;
 
 /// Completes or voids transactions left unfinished for `grace` (a crashed replica, a lost
 /// connection), returns expired market listings to their sellers, and audits the books every

@@ -1,0 +1,314 @@
+//! The admin API: the pipeline's state, the live counters and exports of the event store.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use flotilla_service::extract::QueryParams;
+use futures::StreamExt;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use crate::caller::AdminCaller;
+use crate::event::Stored;
+use crate::pipeline::chunk::ACTIVE_MS;
+use crate::pipeline::{self, ShardStatus};
+use crate::state::Shared;
+use crate::{Error, Result};
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/admin/pipeline", get(status))
+        .route("/v1/admin/live", get(live))
+        .route("/v1/admin/exports", get(export))
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineStatus {
+    /// Every shard has committed all it was given.
+    pub caught_up: bool,
+    pub shards: Vec<ShardStatus>,
+    /// Committed files in the event store.
+    pub files: u64,
+}
+
+async fn status(State(state): State<Shared>, _: AdminCaller) -> Result<Json<PipelineStatus>> {
+    let shards = pipeline::status(&state).await?;
+    let mut redis = state.log_redis.clone();
+    let files: u64 = redis
+        .hlen(state.keys.manifest())
+        .await
+        .map_err(flotilla_storage::Error::from)?;
+    Ok(Json(PipelineStatus {
+        caught_up: shards.iter().all(|shard| shard.caught_up),
+        shards,
+        files,
+    }))
+}
+
+/// The live counters, as committed by the pipeline (events kept out of KPIs not included).
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Live {
+    /// Events per second over the last ten seconds, by name.
+    pub events_per_second: BTreeMap<String, f64>,
+    /// Players with an event in the last five minutes.
+    pub concurrent_players: u64,
+    /// Players with an event received today (UTC).
+    pub players_today: u64,
+    /// Events since the start, by name.
+    pub totals: BTreeMap<String, u64>,
+    /// Events kept out of KPIs since the start, by reason.
+    pub excluded: BTreeMap<String, u64>,
+}
+
+pub async fn read_live(state: &Shared) -> Result<Live> {
+    let now = flotilla_storage::mongo::now_ms();
+    let keys = &state.keys;
+    let mut pipe = redis::pipe();
+    let second = now / 1000;
+    for past in 1..=10 {
+        pipe.hgetall(keys.rate(second - past));
+    }
+    pipe.zcount(keys.active(), now - ACTIVE_MS, "+inf")
+        .scard(keys.today(now))
+        .hgetall(keys.totals())
+        .hgetall(keys.excluded());
+    let mut redis = state.log_redis.clone();
+    let mut answers: Vec<redis::Value> = pipe
+        .query_async(&mut redis)
+        .await
+        .map_err(flotilla_storage::Error::from)?;
+    let parse = |value: redis::Value| -> Result<BTreeMap<String, u64>> {
+        redis::from_redis_value(value).map_err(|e| Error::Internal(format!("live counters: {e}")))
+    };
+    let excluded = parse(answers.pop().unwrap_or(redis::Value::Nil))?;
+    let totals = parse(answers.pop().unwrap_or(redis::Value::Nil))?;
+    let number = |value: Option<redis::Value>| -> u64 {
+        value
+            .and_then(|value| redis::from_redis_value(value).ok())
+            .unwrap_or(0)
+    };
+    let players_today = number(answers.pop());
+    let concurrent_players = number(answers.pop());
+    let mut events_per_second = BTreeMap::new();
+    for second in answers {
+        for (name, count) in parse(second)? {
+            *events_per_second.entry(name).or_insert(0.0) += count as f64 / 10.0;
+        }
+    }
+    Ok(Live {
+        events_per_second,
+        concurrent_players,
+        players_today,
+        totals,
+        excluded,
+    })
+}
+
+async fn live(State(state): State<Shared>, _: AdminCaller) -> Result<Json<Live>> {
+    Ok(Json(read_live(&state).await?))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// From this client time (RFC 3339), inclusive.
+    pub from: String,
+    /// Up to this client time (RFC 3339), exclusive.
+    pub to: String,
+    /// Only events of this name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Only this game's events.
+    #[serde(default)]
+    pub game: Option<String>,
+    /// `jsonl` (the default) or `csv`.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Also events kept out of KPIs (floods; quarantined events are not in date partitions).
+    #[serde(default)]
+    pub excluded: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Jsonl,
+    Csv,
+}
+
+/// One exported event: the stored columns, properties as an object.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Exported<'a> {
+    id: &'a str,
+    game: &'a str,
+    name: &'a str,
+    player: &'a str,
+    session: Option<&'a str>,
+    time: String,
+    received: String,
+    properties: serde_json::Value,
+    excluded: Option<&'a str>,
+    currency: Option<&'a str>,
+    amount: Option<i64>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |at| at.to_string())
+}
+
+fn csv_field(value: &str) -> String {
+    match value.contains([',', '"', '\n', '\r']) {
+        true => format!("\"{}\"", value.replace('"', "\"\"")),
+        false => value.to_owned(),
+    }
+}
+
+const CSV_HEADER: &str = "id,game,name,player,session,time,received,properties,excluded,currency,amount\n";
+
+fn render(event: &Stored, format: Format, out: &mut Vec<u8>) {
+    let exported = Exported {
+        id: &event.id,
+        game: &event.game,
+        name: &event.name,
+        player: &event.player,
+        session: event.session.as_deref(),
+        time: rfc3339(event.time_ms),
+        received: rfc3339(event.received_ms),
+        properties: serde_json::from_str(&event.properties).unwrap_or_default(),
+        excluded: event.excluded.as_deref(),
+        currency: event.currency.as_deref(),
+        amount: event.amount,
+    };
+    match format {
+        Format::Jsonl => {
+            if serde_json::to_writer(&mut *out, &exported).is_ok() {
+                out.push(b'\n');
+            }
+        }
+        Format::Csv => {
+            let fields = [
+                csv_field(exported.id),
+                csv_field(exported.game),
+                csv_field(exported.name),
+                csv_field(exported.player),
+                csv_field(exported.session.unwrap_or("")),
+                exported.time,
+                exported.received,
+                csv_field(&event.properties),
+                csv_field(exported.excluded.unwrap_or("")),
+                csv_field(exported.currency.unwrap_or("")),
+                exported.amount.map(|a| a.to_string()).unwrap_or_default(),
+            ];
+            out.extend_from_slice(fields.join(",").as_bytes());
+            out.push(b'\n');
+        }
+    }
+}
+
+/// The committed files whose partition (game, UTC date and hour) can hold events in `[from, to)`.
+async fn files_between(state: &Shared, from_ms: i64, to_ms: i64, game: Option<&str>) -> Result<Vec<String>> {
+    let mut redis = state.log_redis.clone();
+    let paths: Vec<String> = redis
+        .hkeys(state.keys.manifest())
+        .await
+        .map_err(flotilla_storage::Error::from)?;
+    let mut chosen: Vec<String> = paths
+        .into_iter()
+        .filter(|path| match partition_start(path) {
+            Some((file_game, hour_ms)) => {
+                hour_ms + 3_600_000 > from_ms && hour_ms < to_ms && game.is_none_or(|g| g == file_game)
+            }
+            None => false,
+        })
+        .collect();
+    chosen.sort();
+    Ok(chosen)
+}
+
+/// The game and start (Unix ms) of an event file's hour partition; `None` for quarantine.
+fn partition_start(path: &str) -> Option<(&str, i64)> {
+    let mut parts = path.split('/');
+    if parts.next()? != "events" {
+        return None;
+    }
+    let game = parts.next()?.strip_prefix("game=")?;
+    let date: jiff::civil::Date = parts.next()?.strip_prefix("date=")?.parse().ok()?;
+    let hour: i8 = parts.next()?.strip_prefix("hour=")?.parse().ok()?;
+    let start = date
+        .at(hour, 0, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()?
+        .timestamp()
+        .as_millisecond();
+    Some((game, start))
+}
+
+/// Streams the events of `[from, to)` as JSON lines or CSV, a file at a time.
+async fn export(
+    State(state): State<Shared>,
+    _: AdminCaller,
+    QueryParams(query): QueryParams<ExportQuery>,
+) -> Result<Response> {
+    let instant = |field: &'static str, value: &str| {
+        value
+            .parse::<jiff::Timestamp>()
+            .map(|at| at.as_millisecond())
+            .map_err(|_| Error::bad(field, format!("{field} must be an RFC 3339 timestamp")))
+    };
+    let (from_ms, to_ms) = (instant("from", &query.from)?, instant("to", &query.to)?);
+    let format = match query.format.as_deref() {
+        None | Some("jsonl") => Format::Jsonl,
+        Some("csv") => Format::Csv,
+        Some(_) => return Err(Error::bad("format", "format is jsonl or csv")),
+    };
+    let files = files_between(&state, from_ms, to_ms, query.game.as_deref()).await?;
+    let header_line = (format == Format::Csv).then(|| Ok::<_, Error>(bytes::Bytes::from(CSV_HEADER)));
+    let chunks = futures::stream::iter(files).then(move |path: String| {
+        let state = state.clone();
+        let name = query.name.clone();
+        async move {
+            let events = state.store.read(&path).await?;
+            let mut out = Vec::new();
+            for event in events.iter().filter(|event| {
+                (from_ms..to_ms).contains(&event.time_ms)
+                    && name.as_deref().is_none_or(|name| name == event.name)
+                    && (query.excluded || event.excluded.is_none())
+            }) {
+                render(event, format, &mut out);
+            }
+            Ok::<_, Error>(bytes::Bytes::from(out))
+        }
+    });
+    let body = futures::stream::iter(header_line).chain(chunks);
+    let content_type = match format {
+        Format::Jsonl => "application/jsonl",
+        Format::Csv => "text/csv",
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], Body::from_stream(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_path_names_its_game_and_hour() {
+        let (game, start) =
+            partition_start("events/game=demo/date=2027-01-15/hour=08/3-1-0-ab.parquet").expect("hour");
+        assert_eq!((game, start), ("demo", 1_800_000_000_000));
+        assert!(partition_start("quarantine/date=2027-01-15/3-1-0-ab.parquet").is_none());
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field(r#"{"a":1,"b":"x"}"#), r#""{""a"":1,""b"":""x""}""#);
+    }
+}
