@@ -8,7 +8,7 @@ WORKDIR /src
 COPY . .
 # The registry and target directory are BuildKit cache mounts, so a rebuild compiles only what
 # changed. A cache mount is not part of the image, hence the copy out in the same step.
-# The target cache is shared by all three images (same workspace, same profile) and locked,
+# The target cache is shared by all the images (same workspace, same profile) and locked,
 # so parallel builds wait for each other instead of corrupting it.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \

@@ -2,13 +2,14 @@
 # The demo: Flotilla on a local cluster, the way a studio uses it.
 #
 #   e2e/demo.sh        (./x demo)       build, start the cluster "demo" and the storage servers,
-#                                        helm install Flotilla with the player and economy
-#                                        services, apply the sample fleet and autoscaler, allocate
+#                                        helm install Flotilla with the player, economy and
+#                                        analytics services, apply the sample fleet and autoscaler, allocate
 #                                        a session through the allocation API, sign bots in, let
 #                                        them play a match (their rewards are granted through the
 #                                        economy), spend what they earned, sell a potion to each
 #                                        other on the market and at auction, then print the fleet's state,
-#                                        the bots' wallets, the audit and where to look
+#                                        the bots' wallets, the audit, the match events' KPIs and
+#                                        where to look
 #   e2e/demo.sh down   (./x demo down)  stop it all
 #
 # Re-runnable: a second run starts from a fresh cluster. Set DEMO_PLAYERS and DEMO_SECONDS to
@@ -39,7 +40,7 @@ e2e/install-packages.sh demo
 step "building the control plane, helm and Flotilla"
 bin=$(e2e/cluster/build-binaries.sh)
 cargo build --quiet -p flotilla-podrunner -p flotilla-operator -p flotilla-gameserver -p flotilla-testpod \
-  -p flotilla-player -p flotilla-economy
+  -p flotilla-player -p flotilla-economy -p flotilla-analytics
 
 step "starting the local cluster '$CLUSTER_NAME'"
 e2e/cluster/down.sh --name "$CLUSTER_NAME" > /dev/null 2>&1 || true
@@ -67,21 +68,33 @@ step "helm upgrade: the economy service"
   --set economy.enabled=true --set economy.replicas=1 --set economy.playerUrl="http://$player_ip:80" \
   --wait --timeout 180s > /dev/null
 economy_ip=$(kubectl -n flotilla-system get service flotilla-economy -o jsonpath='{.spec.clusterIP}')
+
+# The analytics log is the storage scripts' second Redis (its AOF fsynced on every write); the
+# event store is an emptyDir here.
+step "helm upgrade: the analytics service"
+"$bin/helm" upgrade flotilla charts/flotilla --namespace flotilla-system --reuse-values \
+  --set analytics.enabled=true --set analytics.playerUrl="http://$player_ip:80" \
+  --set analytics.logRedis.url="$(storage_url FLOTILLA_ANALYTICS_LOG_REDIS_URL)" \
+  --set analytics.persistence.enabled=false --set analytics.game=arena \
+  --wait --timeout 180s > /dev/null
+analytics_ip=$(kubectl -n flotilla-system get service flotilla-analytics -o jsonpath='{.spec.clusterIP}')
 kubectl -n flotilla-system get pods -o wide
 service_key=$(kubectl -n flotilla-system get secret flotilla-player -o jsonpath='{.data.service-key}' | base64 -d)
 
 step "the sample fleet and its autoscaler"
 kubectl create namespace "$NS" > /dev/null
-# The game servers report results to the player service and grant rewards through the economy,
-# with the service key (kept in a Secret of the fleet's namespace); a match lasts as long as the
+# The game servers report results to the player service, grant rewards through the economy and
+# send each player's match to analytics, with the service key (kept in a Secret of the fleet's namespace); a match lasts as long as the
 # bots play.
 kubectl -n "$NS" create secret generic flotilla-services --from-literal=service-key="$service_key" > /dev/null
 # The environment goes into the fleet before it is created: a server made from the template
 # without it would play a match of the default length and grant nothing.
 kubectl -n "$NS" create --dry-run=client -o json -f manifests/examples/fleet.yaml |
   jq --arg player "http://$player_ip:80" --arg economy "http://$economy_ip:80" --arg seconds "$seconds" \
+    --arg analytics "http://$analytics_ip:80" \
     '.spec.template.spec.template.spec.containers[0].env = [
       {name: "FLOTILLA_PLAYER_SERVICE_URL", value: $player}, {name: "FLOTILLA_ECONOMY_URL", value: $economy},
+      {name: "FLOTILLA_ANALYTICS_URL", value: $analytics},
       {name: "FLOTILLA_MATCH_SECONDS", value: $seconds},
       {name: "FLOTILLA_PLAYER_SERVICE_KEY", valueFrom: {secretKeyRef: {name: "flotilla-services", key: "service-key"}}}]' |
   kubectl -n "$NS" apply -f - > /dev/null
@@ -189,6 +202,17 @@ admin_key=$(kubectl -n flotilla-system get secret flotilla-economy -o jsonpath='
 curl --silent --show-error --fail-with-body -X POST -H "Authorization: Bearer $admin_key" "http://$economy_ip/v1/admin/audit" |
   jq -c '{drift, unfinished, assets}'
 
+step "analytics: the match's events, counted once each, in the live counters and today's KPIs"
+analytics_key=$(kubectl -n flotilla-system get secret flotilla-analytics -o jsonpath='{.data.admin-key}' | base64 -d)
+analytics() { curl --silent --show-error --fail-with-body -H "Authorization: Bearer $analytics_key" "http://$analytics_ip$1"; }
+for _ in $(seq 30); do
+  [[ $(analytics /v1/admin/live | jq '.totals.progression // 0') -ge ${#ids[@]} ]] && break
+  sleep 1
+done
+analytics /v1/admin/live | jq -c '{totals, concurrentPlayers, playersToday}'
+today=$(date -u +%F)
+analytics "/v1/admin/kpis?from=$today&to=$today" | jq -c '.days[0] | {date, dau, newPlayers}'
+
 step "the fleet now"
 kubectl -n "$NS" get gsf,gs,fas
 leader=$(kubectl -n flotilla-system get pods -l flotilla.dev/leader=true -o jsonpath='{.items[0].status.podIP}')
@@ -204,6 +228,7 @@ Flotilla demo is up ($(($(date +%s) - started)) s).
                     -d @manifests/examples/allocation.json https://$ALLOCATOR/allocation/v1/namespaces/$NS/allocations
   player API:     http://$player_ip/v1/openapi.json
   economy API:    http://$economy_ip/v1/openapi.json      (audit: POST /v1/admin/audit with the admin key)
+  analytics API:  http://$analytics_ip/v1/openapi.json    (KPIs: GET /v1/admin/kpis?from=$today&to=$today with the admin key)
   logs:           $(cluster_dir "$CLUSTER_NAME")/runner/pods/*/logs/
   stop:           ./x demo down
 DONE

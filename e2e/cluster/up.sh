@@ -148,6 +148,7 @@ if [[ -z $image_map ]]; then
 "flotilla/operator" = "$CARGO_TARGET_DIR/$profile/flotilla-operator"
 "flotilla/player" = "$CARGO_TARGET_DIR/$profile/flotilla-player"
 "flotilla/economy" = "$CARGO_TARGET_DIR/$profile/flotilla-economy"
+"flotilla/analytics" = "$CARGO_TARGET_DIR/$profile/flotilla-analytics"
 TOML
 fi
 

@@ -1,5 +1,5 @@
 # Shared settings of the storage scripts; sourced, not run.
-SERVERS=(ferretdb redis opensearch)
+SERVERS=(ferretdb redis log-redis opensearch)
 
 log() { printf '%s [storage] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

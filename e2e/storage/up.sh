@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the storage servers the player services' tests run against, on one loopback address:
-# FerretDB (MongoDB wire protocol, SQLite handler), redis-server and a single-node OpenSearch.
+# FerretDB (MongoDB wire protocol, SQLite handler), redis-server, a second redis-server with an
+# AOF fsynced on every write (the analytics log's), and a single-node OpenSearch.
 #
 #   e2e/storage/up.sh --dir DIR [--host 127.0.0.1]
 #
@@ -13,6 +14,7 @@
 #   FLOTILLA_MONGO_URL=mongodb://HOST:PORT/
 #   FLOTILLA_REDIS_URL=redis://HOST:PORT/
 #   FLOTILLA_OPENSEARCH_URL=http://HOST:PORT
+#   FLOTILLA_ANALYTICS_LOG_REDIS_URL=redis://HOST:PORT/   (appendonly yes, appendfsync always)
 #   FLOTILLA_STORAGE_DIR=DIR       (the economy's crash test restarts FerretDB from its pid file)
 #
 # (use it with: set -a; source DIR/env; set +a). On a failure it prints the tail of the failing
@@ -83,6 +85,7 @@ free_port() {
 }
 mongo_port=$(free_port); taken+="$mongo_port "
 redis_port=$(free_port); taken+="$redis_port "
+log_redis_port=$(free_port); taken+="$log_redis_port "
 os_port=$(free_port); taken+="$os_port "
 os_transport_port=$(free_port); taken+="$os_transport_port "
 
@@ -103,6 +106,10 @@ start ferretdb "$bin/ferretdb" --handler=sqlite --sqlite-url="file:$dir/ferretdb
 mkdir -p "$dir/redis"
 start redis redis-server --bind "$host" --port "$redis_port" --save '' --appendonly no \
   --dir "$dir/redis" --daemonize no --logfile ''
+# The analytics log: an acknowledged append must survive a crash, so every write is fsynced.
+mkdir -p "$dir/log-redis"
+start log-redis redis-server --bind "$host" --port "$log_redis_port" --save '' --appendonly yes \
+  --appendfsync always --dir "$dir/log-redis" --daemonize no --logfile ''
 
 heap=${FLOTILLA_OPENSEARCH_HEAP:-512m}
 read -ra extra_java_opts <<< "${FLOTILLA_OPENSEARCH_JAVA_OPTS:-}"
@@ -160,6 +167,7 @@ sys.exit(0 if i >= 0 and struct.unpack("<d", buf[i + 4:i + 12])[0] == 1.0 else 1
 PY
 }
 redis_ping() { [[ $(redis-cli -h "$host" -p "$redis_port" ping) == PONG ]]; }
+log_redis_ping() { [[ $(redis-cli -h "$host" -p "$log_redis_port" ping) == PONG ]]; }
 # Main prints its ready line once it has also set the cluster's default of 0 replicas.
 os_health() {
   curl -sf --max-time 5 "http://$host:$os_port/_cluster/health?wait_for_status=yellow&timeout=3s" |
@@ -167,12 +175,14 @@ os_health() {
 }
 wait_for ferretdb 30 mongo_ping
 wait_for redis 15 redis_ping
+wait_for log-redis 15 log_redis_ping
 wait_for opensearch 180 os_health
 
 cat > "$dir/env" <<ENV
 FLOTILLA_MONGO_URL=mongodb://$host:$mongo_port/
 FLOTILLA_REDIS_URL=redis://$host:$redis_port/
 FLOTILLA_OPENSEARCH_URL=http://$host:$os_port
+FLOTILLA_ANALYTICS_LOG_REDIS_URL=redis://$host:$log_redis_port/
 FLOTILLA_STORAGE_DIR=$dir
 ENV
 up=1

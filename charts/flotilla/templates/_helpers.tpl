@@ -50,3 +50,14 @@ app.kubernetes.io/component: economy
 {{- define "flotilla.economyImage" -}}
 {{ .Values.economy.image.repository }}:{{ .Values.economy.image.tag | default .Chart.AppVersion }}
 {{- end }}
+
+{{/* What the analytics service's Services select. */}}
+{{- define "flotilla.analyticsSelector" -}}
+app.kubernetes.io/name: flotilla
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: analytics
+{{- end }}
+
+{{- define "flotilla.analyticsImage" -}}
+{{ .Values.analytics.image.repository }}:{{ .Values.analytics.image.tag | default .Chart.AppVersion }}
+{{- end }}

@@ -1,11 +1,14 @@
 //! Reports a finished match's results to the player service, which records them once per match
-//! and turns them into players' statistics and notifications (docs/player-service.md), and, with
-//! an economy URL, grants each player's match reward through the economy service (docs/economy.md).
+//! and turns them into players' statistics and notifications (docs/player-service.md); with an
+//! economy URL, grants each player's match reward through the economy service (docs/economy.md);
+//! with an analytics URL, sends each player's match as events (docs/analytics.md): a
+//! `progression` (complete, with the score and placement) and, with rewards, a `resource` source.
 //!
 //! Authorised by the deployment's service key, never a player's token. The player service keys
 //! the record by the match (session) id, so retrying after a lost answer is safe: it answers 200
 //! for a report it already has. A reward's idempotency key is the match and the player, so it is
-//! granted once however often it is sent.
+//! granted once however often it is sent; an event's id is the match, the player and its kind, so
+//! it is counted once.
 
 use std::time::Duration;
 
@@ -20,6 +23,7 @@ pub struct ResultsReporter {
     key: String,
     server: String,
     economy_url: Option<String>,
+    analytics_url: Option<String>,
 }
 
 impl ResultsReporter {
@@ -34,6 +38,7 @@ impl ResultsReporter {
             key,
             server,
             economy_url: None,
+            analytics_url: None,
         })
     }
 
@@ -43,7 +48,13 @@ impl ResultsReporter {
         self
     }
 
-    /// Sends the results, then the rewards, retrying transport failures and 5xx answers a few
+    /// Also sends each player's match as events to the analytics service at `url` (same key).
+    pub fn with_analytics(mut self, url: Option<String>) -> Self {
+        self.analytics_url = url.map(|url| url.trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Sends the results, then the rewards, then the events, retrying transport failures and 5xx answers a few
     /// times with backoff. Gives up with a warning: results also stay on the GameServer's
     /// annotation.
     pub async fn report(&self, session: &str, results: &[PlayerResult]) {
@@ -51,18 +62,29 @@ impl ResultsReporter {
         let body = json!({"server": self.server, "players": players});
         let url = format!("{}/v1/matches/{session}/results", self.base_url);
         self.send(session, &url, None, &body).await;
-        let Some(economy) = &self.economy_url else { return };
-        for player in &players {
-            let placement = player["placement"].as_u64().unwrap_or(1);
-            let gold = reward(players.len() as u64, placement);
-            let grant = json!({
-                "player": player["id"],
-                "currencies": {"gold": gold},
-                "reason": format!("match {session}: placement {placement}"),
-            });
-            let key = format!("match-{session}-{}", player["id"].as_str().unwrap_or_default());
-            self.send(session, &format!("{economy}/v1/grants"), Some(&key), &grant)
-                .await;
+        if let Some(economy) = &self.economy_url {
+            for player in &players {
+                let placement = player["placement"].as_u64().unwrap_or(1);
+                let gold = reward(players.len() as u64, placement);
+                let grant = json!({
+                    "player": player["id"],
+                    "currencies": {"gold": gold},
+                    "reason": format!("match {session}: placement {placement}"),
+                });
+                let key = format!("match-{session}-{}", player["id"].as_str().unwrap_or_default());
+                self.send(session, &format!("{economy}/v1/grants"), Some(&key), &grant)
+                    .await;
+            }
+        }
+        if let Some(analytics) = &self.analytics_url {
+            let events = match_events(session, &players, self.economy_url.is_some());
+            self.send(
+                session,
+                &format!("{analytics}/v1/events"),
+                None,
+                &json!({"events": events}),
+            )
+            .await;
         }
     }
 
@@ -94,6 +116,45 @@ impl ResultsReporter {
 /// Gold for a placement among `players`: 10, and 10 more for every player placed below.
 fn reward(players: u64, placement: u64) -> u64 {
     10 + 10 * players.saturating_sub(placement)
+}
+
+/// The analytics events of a finished match: each player's progression and, when rewards were
+/// granted, the gold they earned. An event id is unique per player, so the match's digest and the
+/// kind make it (ids are at most 64 characters); a resend counts once.
+fn match_events(session: &str, players: &[serde_json::Value], rewarded: bool) -> Vec<serde_json::Value> {
+    let time = jiff::Timestamp::now().to_string();
+    let digest = ring::digest::digest(&ring::digest::SHA256, session.as_bytes());
+    let tag: String = digest.as_ref()[..12]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    // The session is named when it fits the collector's rules for ids.
+    let session = (session.len() <= 64
+        && session
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-')))
+    .then_some(session);
+    let mut events = Vec::new();
+    for player in players {
+        let id = player["id"].as_str().unwrap_or_default();
+        let placement = player["placement"].as_u64().unwrap_or(1);
+        events.push(json!({
+            "id": format!("match-{tag}-progression"), "name": "progression", "player": id,
+            "session": session, "time": time,
+            "properties": {"status": "complete", "level": "match", "score": player["score"], "placement": placement},
+        }));
+        if rewarded {
+            events.push(json!({
+                "id": format!("match-{tag}-reward"), "name": "resource", "player": id,
+                "session": session, "time": time,
+                "properties": {
+                    "flow": "source", "currency": "gold", "source": "match",
+                    "amount": reward(players.len() as u64, placement),
+                },
+            }));
+        }
+    }
+    events
 }
 
 /// Each player's placement: 1 for the best score; equal scores share a placement ("1, 1, 3").
@@ -139,6 +200,39 @@ mod tests {
             .map(|p| p["placement"].as_u64().expect("placement"))
             .collect();
         assert_eq!(ranks, [2, 1, 2, 4]);
+    }
+
+    #[test]
+    fn each_player_gets_a_progression_and_a_reward_with_ids_that_resend_as_the_same() {
+        let players = placements(&[result("ann", 3), result("bob", 8)]);
+        let events = match_events("session-7", &players, true);
+        assert_eq!(events.len(), 4);
+        let again = match_events("session-7", &players, true);
+        let ids = |events: &[serde_json::Value]| events.iter().map(|e| e["id"].clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&events), ids(&again));
+        assert!(
+            ids(&events)
+                .iter()
+                .all(|id| id.as_str().is_some_and(|id| id.len() <= 64))
+        );
+        let bob_reward = &events[3];
+        assert_eq!(
+            (
+                bob_reward["player"].clone(),
+                bob_reward["properties"]["amount"].clone()
+            ),
+            (json!("bob"), json!(20))
+        );
+        assert_eq!(events[0]["properties"]["placement"], 2);
+        assert_eq!(
+            match_events("session-7", &players, false).len(),
+            2,
+            "no rewards, no resource events"
+        );
+        assert_eq!(
+            match_events(&"x".repeat(80), &players, false)[0]["session"],
+            serde_json::Value::Null
+        );
     }
 
     type Seen = Arc<Mutex<Vec<(String, String, serde_json::Value)>>>;

@@ -75,6 +75,9 @@ pub struct Args {
     /// The economy service's URL: each player's match reward is granted there (with the same key).
     #[arg(long, env = "FLOTILLA_ECONOMY_URL", requires = "player_service_url")]
     pub economy_url: Option<String>,
+    /// The analytics service's URL: each player's match is sent there as events (same key).
+    #[arg(long, env = "FLOTILLA_ANALYTICS_URL", requires = "player_service_url")]
+    pub analytics_url: Option<String>,
     /// Run without the platform, allocated to this session at once (benchmarks, local play).
     #[arg(long)]
     pub standalone_session: Option<String>,
@@ -100,11 +103,13 @@ pub async fn run(args: Args) -> Result<()> {
         player_service_url,
         player_service_key,
         economy_url,
+        analytics_url,
         standalone_session,
     } = args;
     let results = match (player_service_url, player_service_key) {
         (Some(url), Some(key)) => {
-            Some(ResultsReporter::new(&url, key, format!("{namespace}/{name}"))?.with_economy(economy_url))
+            let reporter = ResultsReporter::new(&url, key, format!("{namespace}/{name}"))?;
+            Some(reporter.with_economy(economy_url).with_analytics(analytics_url))
         }
         _ => None,
     };

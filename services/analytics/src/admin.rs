@@ -1,4 +1,4 @@
-//! The admin API: the pipeline's state, the live counters and exports of the event store.
+//! The admin API: the pipeline's state, the live counters, KPIs and exports of the event store.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::caller::AdminCaller;
 use crate::event::Stored;
+use crate::kpi::{self, KpiQuery, Report};
 use crate::pipeline::chunk::ACTIVE_MS;
 use crate::pipeline::{self, ShardStatus};
 use crate::state::Shared;
@@ -25,6 +26,15 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/admin/pipeline", get(status))
         .route("/v1/admin/live", get(live))
         .route("/v1/admin/exports", get(export))
+        .route("/v1/admin/kpis", get(kpis))
+}
+
+async fn kpis(
+    State(state): State<Shared>,
+    _: AdminCaller,
+    QueryParams(query): QueryParams<KpiQuery>,
+) -> Result<Json<Report>> {
+    Ok(Json(kpi::report(&state, &query).await?))
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -214,40 +224,14 @@ fn render(event: &Stored, format: Format, out: &mut Vec<u8>) {
 
 /// The committed files whose partition (game, UTC date and hour) can hold events in `[from, to)`.
 async fn files_between(state: &Shared, from_ms: i64, to_ms: i64, game: Option<&str>) -> Result<Vec<String>> {
-    let mut redis = state.log_redis.clone();
-    let paths: Vec<String> = redis
-        .hkeys(state.keys.manifest())
-        .await
-        .map_err(flotilla_storage::Error::from)?;
-    let mut chosen: Vec<String> = paths
+    Ok(crate::store::committed(state)
+        .await?
         .into_iter()
-        .filter(|path| match partition_start(path) {
-            Some((file_game, hour_ms)) => {
-                hour_ms + 3_600_000 > from_ms && hour_ms < to_ms && game.is_none_or(|g| g == file_game)
-            }
-            None => false,
+        .filter(|file| {
+            file.hour_ms + 3_600_000 > from_ms && file.hour_ms < to_ms && game.is_none_or(|g| g == file.game)
         })
-        .collect();
-    chosen.sort();
-    Ok(chosen)
-}
-
-/// The game and start (Unix ms) of an event file's hour partition; `None` for quarantine.
-fn partition_start(path: &str) -> Option<(&str, i64)> {
-    let mut parts = path.split('/');
-    if parts.next()? != "events" {
-        return None;
-    }
-    let game = parts.next()?.strip_prefix("game=")?;
-    let date: jiff::civil::Date = parts.next()?.strip_prefix("date=")?.parse().ok()?;
-    let hour: i8 = parts.next()?.strip_prefix("hour=")?.parse().ok()?;
-    let start = date
-        .at(hour, 0, 0, 0)
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .ok()?
-        .timestamp()
-        .as_millisecond();
-    Some((game, start))
+        .map(|file| file.path)
+        .collect())
 }
 
 /// Streams the events of `[from, to)` as JSON lines or CSV, a file at a time.
@@ -297,14 +281,6 @@ async fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_partition_path_names_its_game_and_hour() {
-        let (game, start) =
-            partition_start("events/game=demo/date=2027-01-15/hour=08/3-1-0-ab.parquet").expect("hour");
-        assert_eq!((game, start), ("demo", 1_800_000_000_000));
-        assert!(partition_start("quarantine/date=2027-01-15/3-1-0-ab.parquet").is_none());
-    }
 
     #[test]
     fn csv_fields_are_quoted_only_when_needed() {

@@ -80,11 +80,20 @@ pub struct ServeArgs {
     #[arg(long, env = "FLOTILLA_ANALYTICS_MAX_EVENTS_PER_MINUTE", default_value_t = 600)]
     pub max_events_per_minute: u64,
 
+    /// Events whose client time is older than this many days are quarantined: kept, counted
+    /// as `late`, not in KPIs.
+    #[arg(long, env = "FLOTILLA_ANALYTICS_MAX_EVENT_AGE_DAYS", default_value_t = 7)]
+    pub max_event_age_days: u32,
+
     #[arg(long, env = "FLOTILLA_ANALYTICS_MAX_PROPERTIES", default_value_t = 32)]
     pub max_properties: usize,
 
     #[arg(long, env = "FLOTILLA_ANALYTICS_MAX_STRING_BYTES", default_value_t = 256)]
     pub max_string_bytes: usize,
+
+    /// Work a share of the pipeline; false: collect only (collectors and processors scaled apart).
+    #[arg(long, env = "FLOTILLA_ANALYTICS_PIPELINE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pipeline: bool,
 
     /// A shard lease lasts this long without renewal: how soon a dead replica's shards move.
     #[arg(long, env = "FLOTILLA_ANALYTICS_LEASE_SECONDS", default_value_t = 10)]

@@ -60,7 +60,7 @@ pub struct Rejected {
     pub reason: String,
 }
 
-fn valid_game(game: &str) -> bool {
+pub fn valid_game(game: &str) -> bool {
     (1..=32).contains(&game.len())
         && game
             .bytes()

@@ -7,7 +7,8 @@
 //! - the log: [`log`] (Redis Streams, sharded by player);
 //! - processing: [`pipeline`] (shard ownership, and each chunk to files and a commit, exactly
 //!   once), [`store`] (the Parquet files);
-//! - reading: [`admin`] (pipeline status, live counters, exports);
+//! - reading: [`kpi`] (KPIs and retention in any time zone, with DataFusion), [`admin`]
+//!   (pipeline status, live counters, KPIs, exports);
 //! - plumbing: [`metrics`], [`openapi`], [`state`], [`args`].
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod caller;
 pub mod collector;
 mod error;
 pub mod event;
+pub mod kpi;
 pub mod log;
 pub mod metrics;
 pub mod openapi;
@@ -91,6 +93,7 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         limits: Limits {
             max_properties: args.max_properties,
             max_string_len: args.max_string_bytes,
+            max_age_ms: i64::from(args.max_event_age_days) * 86_400_000,
             ..Limits::default()
         },
         max_events_per_minute: args.max_events_per_minute,
@@ -101,7 +104,9 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         },
         game: args.game,
     });
-    tokio::spawn(pipeline::run(state.clone(), args.replica));
+    if args.pipeline {
+        tokio::spawn(pipeline::run(state.clone(), args.replica));
+    }
     let ops = metrics::router(state.clone(), registry);
     Ok((state.clone(), api(state), ops))
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::admin::{ExportQuery, Live, PipelineStatus};
 use crate::collector::{Batch, Collected};
 use crate::event::Event;
+use crate::kpi::{KpiQuery, Report};
 use crate::state::Shared;
 
 pub fn routes() -> Router<Shared> {
@@ -94,6 +95,14 @@ pub fn document() -> Value {
         json!({"application/jsonl": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}}),
     );
     export["parameters"] = query_parameters::<ExportQuery>();
+    let mut kpis = op(
+        "KPIs of a range of local days in a time zone: active players, new players, revenue, \
+         ARPDAU, ARPPU, paying share, conversion, retention by install cohort",
+        &["admin"],
+        "",
+        json_answer("Report"),
+    );
+    kpis["parameters"] = query_parameters::<KpiQuery>();
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Flotilla analytics service", "version": env!("CARGO_PKG_VERSION")},
@@ -102,6 +111,7 @@ pub fn document() -> Value {
             "/v1/admin/pipeline": {"get": op("Where each log shard's processing stands", &["admin"], "", json_answer("PipelineStatus"))},
             "/v1/admin/live": {"get": op("The live counters", &["admin"], "", json_answer("Live"))},
             "/v1/admin/exports": {"get": export},
+            "/v1/admin/kpis": {"get": kpis},
             "/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
         },
         "components": {
@@ -139,6 +149,7 @@ fn schemas() -> Value {
     register::<Collected>(&mut schemas, "Collected");
     register::<PipelineStatus>(&mut schemas, "PipelineStatus");
     register::<Live>(&mut schemas, "Live");
+    register::<Report>(&mut schemas, "Report");
     schemas.insert(
         "Error".into(),
         json!({"type": "object", "required": ["error"], "properties": {"error": {

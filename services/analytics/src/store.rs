@@ -64,6 +64,55 @@ pub fn partition(event: &Stored) -> String {
     }
 }
 
+/// A committed file of an hour partition.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// Relative to the data dir.
+    pub path: String,
+    pub game: String,
+    /// When its hour starts (UTC), Unix milliseconds.
+    pub hour_ms: i64,
+}
+
+/// The files the pipeline committed to hour partitions (quarantine left out), by path.
+pub async fn committed(state: &crate::state::AppState) -> Result<Vec<Committed>> {
+    let mut redis = state.log_redis.clone();
+    let paths: Vec<String> = redis::AsyncCommands::hkeys(&mut redis, state.keys.manifest())
+        .await
+        .map_err(flotilla_storage::Error::from)?;
+    let mut files: Vec<Committed> = paths
+        .into_iter()
+        .filter_map(|path| {
+            let (game, hour_ms) = partition_start(&path)?;
+            Some(Committed {
+                game: game.to_owned(),
+                hour_ms,
+                path,
+            })
+        })
+        .collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+/// The game and start (Unix ms) of an event file's hour partition; `None` for quarantine.
+fn partition_start(path: &str) -> Option<(&str, i64)> {
+    let mut parts = path.split('/');
+    if parts.next()? != "events" {
+        return None;
+    }
+    let game = parts.next()?.strip_prefix("game=")?;
+    let date: jiff::civil::Date = parts.next()?.strip_prefix("date=")?.parse().ok()?;
+    let hour: i8 = parts.next()?.strip_prefix("hour=")?.parse().ok()?;
+    let start = date
+        .at(hour, 0, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()?
+        .timestamp()
+        .as_millisecond();
+    Some((game, start))
+}
+
 pub struct EventStore {
     root: PathBuf,
 }
@@ -255,6 +304,14 @@ mod tests {
             partition(&stored("a", Some(crate::event::LATE))),
             "quarantine/date=2027-01-15"
         );
+    }
+
+    #[test]
+    fn a_partition_path_names_its_game_and_hour() {
+        let (game, start) =
+            partition_start("events/game=demo/date=2027-01-15/hour=08/3-1-0-ab.parquet").expect("hour");
+        assert_eq!((game, start), ("demo", 1_800_000_000_000));
+        assert!(partition_start("quarantine/date=2027-01-15/3-1-0-ab.parquet").is_none());
     }
 
     #[tokio::test]

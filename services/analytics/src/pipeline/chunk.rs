@@ -2,8 +2,8 @@
 //! event store, exactly once.
 //!
 //! 1. Drop events already counted: (player, id) pairs seen in this chunk, or committed before (a
-//!    Redis set per shard and event date, `{ns}:analytics:seen:{shard}:{day}`, kept 9 days: resends
-//!    of an event carry its date, and events older than 7 days are quarantined).
+//!    Redis set per shard and event date, `{ns}:analytics:seen:{shard}:{day}`, kept 2 days past the
+//!    age limit: resends of an event carry its date, and older events are quarantined).
 //! 2. Write the rest as one Parquet file per partition, named after the shard, the chunk's first
 //!    offset and this claim of the shard, fsynced.
 //! 3. Commit in one Redis script, atomically: only while this claim still holds the shard's lease
@@ -26,8 +26,9 @@ use crate::state::AppState;
 use crate::store::partition;
 use crate::{Error, Result};
 
-/// Seen ids are kept this long past their event date (the age limit plus a margin).
-const SEEN_DAYS: i64 = 9;
+/// Seen ids are kept this many days past the age limit, counted from their event date: a resend
+/// of an older event is quarantined, not counted.
+const SEEN_MARGIN_DAYS: i64 = 2;
 /// A "concurrent" player sent an event within this many milliseconds.
 pub const ACTIVE_MS: i64 = 5 * 60 * 1000;
 
@@ -133,7 +134,7 @@ pub async fn process(
     let mut active: BTreeMap<&str, i64> = BTreeMap::new();
     let mut today = HashSet::new();
     for event in &fresh {
-        let (key, expires) = seen_key(keys, shard, event.time_ms);
+        let (key, expires) = seen_key(state, keys, shard, event.time_ms);
         seen.entry(key)
             .or_insert_with(|| (expires, Vec::new()))
             .1
@@ -186,9 +187,10 @@ pub async fn process(
 }
 
 /// The seen-set of `shard` for the UTC date of `time_ms`, and when it may expire.
-fn seen_key(keys: &Keys, shard: u32, time_ms: i64) -> (String, i64) {
+fn seen_key(state: &AppState, keys: &Keys, shard: u32, time_ms: i64) -> (String, i64) {
     let day = time_ms.div_euclid(86_400_000);
-    (keys.seen(shard, day), (day + 1 + SEEN_DAYS) * 86_400)
+    let keep = state.limits.max_age_ms.div_euclid(86_400_000) + SEEN_MARGIN_DAYS;
+    (keys.seen(shard, day), (day + 1 + keep) * 86_400)
 }
 
 /// How an event is known in a seen-set: a digest of its player and id (ids are unique per
@@ -215,7 +217,7 @@ async fn unseen(state: &AppState, keys: &Keys, shard: u32, events: Vec<Stored>) 
     let mut by_set: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (index, event) in events.iter().enumerate() {
         by_set
-            .entry(seen_key(keys, shard, event.time_ms).0)
+            .entry(seen_key(state, keys, shard, event.time_ms).0)
             .or_default()
             .push(index);
     }

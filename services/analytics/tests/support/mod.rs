@@ -107,6 +107,11 @@ pub struct Deployment {
 
 impl Deployment {
     pub fn new() -> Self {
+        // The service's logs (a 500's cause) show with a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn")
+            .try_init();
         Self {
             redis: DurableRedis::start(),
             data_dir: std::env::temp_dir().join(unique("flotilla-analytics-data-")),
@@ -156,8 +161,10 @@ impl Deployment {
             admin_key: ADMIN_KEY.into(),
             replica: name.into(),
             max_events_per_minute: 100_000,
+            max_event_age_days: 7,
             max_properties: 32,
             max_string_bytes: 256,
+            pipeline: true,
             lease_seconds: 3,
             chunk_records: 200,
         }
