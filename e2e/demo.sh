@@ -62,13 +62,6 @@ step "helm install flotilla (operator, allocation API, player service; RBAC, Ser
   --wait --timeout 180s > /dev/null
 player_ip=$(kubectl -n flotilla-system get service flotilla-player -o jsonpath='{.spec.clusterIP}')
 
-# The economy fetches the player service's public keys; without cluster DNS here, by ClusterIP.
-step "helm upgrade: the economy service"
-"$bin/helm" upgrade flotilla charts/flotilla --namespace flotilla-system --reuse-values \
-  --set economy.enabled=true --set economy.replicas=1 --set economy.playerUrl="http://$player_ip:80" \
-  --wait --timeout 180s > /dev/null
-economy_ip=$(kubectl -n flotilla-system get service flotilla-economy -o jsonpath='{.spec.clusterIP}')
-
 # The analytics log is the storage scripts' second Redis (its AOF fsynced on every write); the
 # event store is an emptyDir here.
 step "helm upgrade: the analytics service"
@@ -78,6 +71,15 @@ step "helm upgrade: the analytics service"
   --set analytics.persistence.enabled=false --set analytics.game=arena \
   --wait --timeout 180s > /dev/null
 analytics_ip=$(kubectl -n flotilla-system get service flotilla-analytics -o jsonpath='{.spec.clusterIP}')
+
+# The economy fetches the player service's public keys, and it and the player service send their
+# events to analytics; without cluster DNS here, by ClusterIP.
+step "helm upgrade: the economy service"
+"$bin/helm" upgrade flotilla charts/flotilla --namespace flotilla-system --reuse-values \
+  --set economy.enabled=true --set economy.replicas=1 --set economy.playerUrl="http://$player_ip:80" \
+  --set analytics.url="http://$analytics_ip:80" \
+  --wait --timeout 180s > /dev/null
+economy_ip=$(kubectl -n flotilla-system get service flotilla-economy -o jsonpath='{.spec.clusterIP}')
 kubectl -n flotilla-system get pods -o wide
 service_key=$(kubectl -n flotilla-system get secret flotilla-player -o jsonpath='{.data.service-key}' | base64 -d)
 
@@ -202,16 +204,21 @@ admin_key=$(kubectl -n flotilla-system get secret flotilla-economy -o jsonpath='
 curl --silent --show-error --fail-with-body -X POST -H "Authorization: Bearer $admin_key" "http://$economy_ip/v1/admin/audit" |
   jq -c '{drift, unfinished, assets}'
 
-step "analytics: the match's events, counted once each, in the live counters and today's KPIs"
+step "analytics: sign-ins, matches and currency flows, counted once each, in the live counters and KPIs"
 analytics_key=$(kubectl -n flotilla-system get secret flotilla-analytics -o jsonpath='{.data.admin-key}' | base64 -d)
 analytics() { curl --silent --show-error --fail-with-body -H "Authorization: Bearer $analytics_key" "http://$analytics_ip$1"; }
-for _ in $(seq 30); do
-  [[ $(analytics /v1/admin/live | jq '.totals.progression // 0') -ge ${#ids[@]} ]] && break
-  sleep 1
-done
+# The player service sends each sign-in, the economy each purchase's sink; the game servers each match.
+arrived() {
+  analytics /v1/admin/live |
+    jq --argjson n "${#ids[@]}" -e '.totals.progression >= $n and .totals.session_start >= $n and .totals.resource > $n' > /dev/null
+}
+for _ in $(seq 30); do arrived && break; sleep 1; done
 analytics /v1/admin/live | jq -c '{totals, concurrentPlayers, playersToday}'
 today=$(date -u +%F)
 analytics "/v1/admin/kpis?from=$today&to=$today" | jq -c '.days[0] | {date, dau, newPlayers}'
+analytics "/v1/admin/kpis/sessions?from=$today&to=$today" | jq -c '.days[0] | {sessions, players}'
+analytics "/v1/admin/kpis/funnel?steps=session_start,progression,resource&from=$today&to=$today" |
+  jq -c '[.steps[] | {name, players}]'
 
 step "the fleet now"
 kubectl -n "$NS" get gsf,gs,fas

@@ -15,7 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::caller::AdminCaller;
 use crate::event::Stored;
-use crate::kpi::{self, KpiQuery, Report};
+use crate::kpi::custom::{CountQuery, Counts};
+use crate::kpi::daily::Report;
+use crate::kpi::funnel::{Funnel, FunnelQuery};
+use crate::kpi::sessions::SessionReport;
+use crate::kpi::{self, KpiQuery};
 use crate::pipeline::chunk::ACTIVE_MS;
 use crate::pipeline::{self, ShardStatus};
 use crate::state::Shared;
@@ -27,6 +31,9 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/admin/live", get(live))
         .route("/v1/admin/exports", get(export))
         .route("/v1/admin/kpis", get(kpis))
+        .route("/v1/admin/kpis/sessions", get(sessions))
+        .route("/v1/admin/kpis/funnel", get(funnel))
+        .route("/v1/admin/kpis/events", get(counts))
 }
 
 async fn kpis(
@@ -34,7 +41,31 @@ async fn kpis(
     _: AdminCaller,
     QueryParams(query): QueryParams<KpiQuery>,
 ) -> Result<Json<Report>> {
-    Ok(Json(kpi::report(&state, &query).await?))
+    Ok(Json(kpi::daily::report(&state, &query).await?))
+}
+
+async fn sessions(
+    State(state): State<Shared>,
+    _: AdminCaller,
+    QueryParams(query): QueryParams<KpiQuery>,
+) -> Result<Json<SessionReport>> {
+    Ok(Json(kpi::sessions::report(&state, &query).await?))
+}
+
+async fn funnel(
+    State(state): State<Shared>,
+    _: AdminCaller,
+    QueryParams(query): QueryParams<FunnelQuery>,
+) -> Result<Json<Funnel>> {
+    Ok(Json(kpi::funnel::report(&state, &query).await?))
+}
+
+async fn counts(
+    State(state): State<Shared>,
+    _: AdminCaller,
+    QueryParams(query): QueryParams<CountQuery>,
+) -> Result<Json<Counts>> {
+    Ok(Json(kpi::custom::report(&state, &query).await?))
 }
 
 #[derive(Serialize, schemars::JsonSchema)]

@@ -2,7 +2,8 @@
 //! servers and back-ends. Every event is checked on its own: the answer lists each rejected one
 //! with its index and reason, and the valid ones in the same batch are kept. The batch is
 //! acknowledged only once every accepted event is durably in the log; after a failure the whole
-//! batch may be sent again, since the pipeline counts an event id once per player.
+//! batch may be sent again, since the pipeline counts an event id once per player. Custom events
+//! are checked against their registered schemas ([`crate::schemas`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -19,6 +20,7 @@ use serde_json::Value;
 use crate::caller::Sender;
 use crate::event::{self, Event, FLOOD, LATE, Stored};
 use crate::log::shard_of;
+use crate::schemas::Snapshot;
 use crate::state::Shared;
 use crate::{Error, Result};
 
@@ -115,11 +117,20 @@ async fn collect(
         return Err(Error::bad("game", "game must be 1-32 of a-z 0-9 -"));
     }
 
+    let custom = batch.events.iter().any(|raw| {
+        raw.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|name| event::Kind::parse(name).is_none())
+    });
+    let schemas = match custom {
+        true => Some(state.schemas.snapshot(&state).await?),
+        false => None,
+    };
     let now_ms = flotilla_storage::mongo::now_ms();
     let mut rejected = Vec::new();
     let mut kept: Vec<Stored> = Vec::new();
     for (index, raw) in batch.events.into_iter().enumerate() {
-        match admit(raw, &sender, &game, &state.limits, now_ms) {
+        match admit(raw, &sender, &game, &state.limits, schemas.as_ref(), now_ms) {
             Ok(stored) => kept.push(stored),
             Err(reason) => rejected.push(Rejected { index, reason }),
         }
@@ -154,12 +165,14 @@ async fn collect(
     }))
 }
 
-/// One event checked against the envelope and its kind's rules, as it will be stored.
+/// One event checked against the envelope and its kind's rules or its registered schema, as it
+/// will be stored. `schemas` is there when the batch holds a custom event.
 fn admit(
     raw: Value,
     sender: &Sender,
     game: &str,
     limits: &event::Limits,
+    schemas: Option<&Snapshot>,
     now_ms: i64,
 ) -> Result<Stored, String> {
     let event: Event = serde_json::from_value(raw).map_err(|e| e.to_string())?;
@@ -171,14 +184,14 @@ fn admit(
         (Sender::Service, Some(named)) => named.clone(),
         (Sender::Service, None) => return Err("player is required".into()),
     };
-    if event::Kind::parse(&event.name).is_none() {
-        return Err(format!(
-            "{} is not a built-in event (session_start, session_end, progression, resource, \
-             purchase, design); custom events are not collected yet",
-            event.name
-        ));
-    }
     let checked = event::check(&event, &player, limits, now_ms)?;
+    if event::Kind::parse(&event.name).is_none() {
+        let properties = Value::Object(event.properties.clone().into_iter().collect());
+        match schemas {
+            Some(schemas) => schemas.check(&event.name, &properties)?,
+            None => return Err(format!("{} has no registered schema", event.name)),
+        }
+    }
     Ok(Stored {
         id: event.id,
         game: game.to_owned(),

@@ -3,12 +3,13 @@
 //!
 //! Modules by responsibility:
 //! - collecting: [`collector`] (`POST /v1/events`), [`event`] (what an event is and the rules it
-//!   must pass), [`caller`] (who is sending);
+//!   must pass), [`schemas`] (the registry of custom events' JSON Schemas), [`caller`] (who is
+//!   sending);
 //! - the log: [`log`] (Redis Streams, sharded by player);
 //! - processing: [`pipeline`] (shard ownership, and each chunk to files and a commit, exactly
 //!   once), [`store`] (the Parquet files);
-//! - reading: [`kpi`] (KPIs and retention in any time zone, with DataFusion), [`admin`]
-//!   (pipeline status, live counters, KPIs, exports);
+//! - reading: [`kpi`] (KPIs, retention, sessions, funnels and custom-event counts in any time
+//!   zone, with DataFusion), [`admin`] (pipeline status, live counters, reports, exports);
 //! - plumbing: [`metrics`], [`openapi`], [`state`], [`args`].
 
 pub mod admin;
@@ -22,6 +23,7 @@ pub mod log;
 pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
+pub mod schemas;
 pub mod state;
 pub mod store;
 
@@ -96,6 +98,7 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
             max_age_ms: i64::from(args.max_event_age_days) * 86_400_000,
             ..Limits::default()
         },
+        schemas: schemas::Registry::default(),
         max_events_per_minute: args.max_events_per_minute,
         settings: Settings {
             lease: Duration::from_secs(args.lease_seconds.max(1)),
@@ -116,6 +119,7 @@ pub fn api(state: Shared) -> Router {
     Router::new()
         .merge(collector::routes())
         .merge(admin::routes())
+        .merge(schemas::routes())
         .merge(openapi::routes())
         // A gzip body may not exceed the batch limit either; decompressed, it is checked again.
         .layer(DefaultBodyLimit::max(collector::MAX_BYTES))

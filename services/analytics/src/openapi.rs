@@ -10,7 +10,12 @@ use serde_json::{Value, json};
 use crate::admin::{ExportQuery, Live, PipelineStatus};
 use crate::collector::{Batch, Collected};
 use crate::event::Event;
-use crate::kpi::{KpiQuery, Report};
+use crate::kpi::KpiQuery;
+use crate::kpi::custom::{CountQuery, Counts};
+use crate::kpi::daily::Report;
+use crate::kpi::funnel::{Funnel, FunnelQuery};
+use crate::kpi::sessions::SessionReport;
+use crate::schemas::Schemas;
 use crate::state::Shared;
 
 pub fn routes() -> Router<Shared> {
@@ -103,6 +108,56 @@ pub fn document() -> Value {
         json_answer("Report"),
     );
     kpis["parameters"] = query_parameters::<KpiQuery>();
+    let mut sessions = op(
+        "Sessions per local day of their start, and their length: explicit (session_start to the \
+         session's last event) or cut by 30 minutes of inactivity, at most 24 hours",
+        &["admin"],
+        "",
+        json_answer("SessionReport"),
+    );
+    sessions["parameters"] = query_parameters::<KpiQuery>();
+    let mut funnel = op(
+        "Players through an ordered list of events within a window, entering on a day of the range",
+        &["admin"],
+        "",
+        json_answer("Funnel"),
+    );
+    funnel["parameters"] = query_parameters::<FunnelQuery>();
+    let mut counts = op(
+        "An event's counts, players and sums per local day, grouped by a property",
+        &["admin"],
+        "",
+        json_answer("Counts"),
+    );
+    counts["parameters"] = query_parameters::<CountQuery>();
+    let name = json!([{"name": "name", "in": "path", "required": true,
+        "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"}}]);
+    let mut show = op(
+        "A custom event's JSON Schema",
+        &["admin"],
+        "",
+        json!({"application/json": {"schema": {"type": "object"}}}),
+    );
+    show["responses"]["404"] = error("no schema of that name");
+    let mut put = op(
+        "Register or replace a custom event's JSON Schema (draft 2020-12, type object, no external \
+         references); 201 when new. Events of that name are checked against it from the next batch",
+        &["admin"],
+        "",
+        json!({}),
+    );
+    put["requestBody"] =
+        json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+    put["responses"]["201"] = json!({"description": "registered"});
+    put["responses"]["413"] = error("a schema over 64 KiB");
+    let mut delete = op(
+        "Remove a custom event's schema: its events are refused from then on",
+        &["admin"],
+        "",
+        json!({}),
+    );
+    delete["responses"] = json!({"204": {"description": "removed"}, "404": error("no schema of that name"),
+        "401": error("missing or invalid admin key"), "400": error("not a custom event name")});
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Flotilla analytics service", "version": env!("CARGO_PKG_VERSION")},
@@ -112,6 +167,11 @@ pub fn document() -> Value {
             "/v1/admin/live": {"get": op("The live counters", &["admin"], "", json_answer("Live"))},
             "/v1/admin/exports": {"get": export},
             "/v1/admin/kpis": {"get": kpis},
+            "/v1/admin/kpis/sessions": {"get": sessions},
+            "/v1/admin/kpis/funnel": {"get": funnel},
+            "/v1/admin/kpis/events": {"get": counts},
+            "/v1/admin/schemas": {"get": op("Every custom event's JSON Schema", &["admin"], "", json_answer("Schemas"))},
+            "/v1/admin/schemas/{name}": {"parameters": name, "get": show, "put": put, "delete": delete},
             "/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
         },
         "components": {
@@ -150,6 +210,10 @@ fn schemas() -> Value {
     register::<PipelineStatus>(&mut schemas, "PipelineStatus");
     register::<Live>(&mut schemas, "Live");
     register::<Report>(&mut schemas, "Report");
+    register::<SessionReport>(&mut schemas, "SessionReport");
+    register::<Funnel>(&mut schemas, "Funnel");
+    register::<Counts>(&mut schemas, "Counts");
+    register::<Schemas>(&mut schemas, "Schemas");
     schemas.insert(
         "Error".into(),
         json!({"type": "object", "required": ["error"], "properties": {"error": {
@@ -164,8 +228,9 @@ fn schemas() -> Value {
 mod tests {
     use super::*;
 
-    const SOURCES: [&str; 4] = [
+    const SOURCES: [&str; 5] = [
         include_str!("collector.rs"),
+        include_str!("schemas.rs"),
         include_str!("admin.rs"),
         include_str!("openapi.rs"),
         include_str!("lib.rs"),

@@ -9,6 +9,7 @@ use crate::event::Limits;
 use crate::log::RedisLog;
 use crate::metrics::Metrics;
 use crate::pipeline::{Keys, Settings};
+use crate::schemas::Registry;
 use crate::store::EventStore;
 
 pub type Shared = Arc<AppState>;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub tokens: Arc<PlayerTokens>,
     pub metrics: Metrics,
     pub limits: Limits,
+    pub schemas: Registry,
     pub max_events_per_minute: u64,
     pub settings: Settings,
     /// The game of batches that name none.

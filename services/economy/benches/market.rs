@@ -132,6 +132,7 @@ async fn start(database: &str) -> Service {
         player_url: None,
         service_key: SERVICE_KEY.into(),
         admin_key: "bench-admin-key-0123456789".into(),
+        analytics_url: None,
         recovery_grace_seconds: 30,
         recovery_interval_seconds: 5,
         reversal_policy: flotilla_economy::reversals::Policy::Fail,

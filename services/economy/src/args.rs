@@ -80,6 +80,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FLOTILLA_ECONOMY_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: String,
 
+    /// The analytics service's URL: each committed purchase, grant, consumption and gift is sent
+    /// there as resource events, one per currency leg (with the service key). None: not sent.
+    #[arg(long, env = "FLOTILLA_ANALYTICS_URL")]
+    pub analytics_url: Option<String>,
+
     /// Transactions unfinished for this long are completed or voided by the recovery worker.
     #[arg(long, env = "FLOTILLA_ECONOMY_RECOVERY_GRACE_SECONDS", default_value_t = 30)]
     pub recovery_grace_seconds: u64,

@@ -8,11 +8,12 @@
 //!   an auditor, and the in-memory store of the simulation tier);
 //! - HTTP surface: [`transactions`] (purchases, consumption, gifts, grants, history), [`market`]
 //!   (listings in escrow, search, price history), [`trades`] (player to player), [`auctions`],
-//!   [`wallet`]
-//!   (balances, the catalog), [`instances`] (unique items), [`reversals`], [`reviews`] (the fraud review queue), [`admin`] (audit);
+//!   [`wallet`] (balances, the catalog), [`instances`] (unique items), [`reversals`],
+//!   [`reviews`] (the fraud review queue), [`admin`] (audit);
 //! - rules: [`catalog`] (what exists and its limits), [`fraud`], [`caller`] (who is calling),
 //!   [`players`] (the player service: who exists, who blocked whom);
-//! - plumbing: [`extract`], [`workers`], [`metrics`], [`openapi`], [`state`], [`args`].
+//! - plumbing: [`extract`], [`workers`], [`metrics`], `flows` (currency flows sent to analytics),
+//!   [`openapi`], [`state`], [`args`].
 
 pub mod admin;
 pub mod args;
@@ -23,6 +24,7 @@ mod error;
 pub mod exchange;
 pub mod extract;
 pub mod fees;
+mod flows;
 pub mod fraud;
 pub mod ids;
 pub mod instances;
@@ -64,6 +66,7 @@ use crate::metrics::Metrics;
 use crate::players::Players;
 use crate::state::{AppState, Shared};
 use flotilla_service::SecretKey;
+use flotilla_service::analytics::Emitter;
 
 /// Request bodies larger than this are refused before they are read.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -127,6 +130,7 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         player_url,
         service_key,
         admin_key,
+        analytics_url,
         recovery_grace_seconds,
         recovery_interval_seconds,
         reversal_policy,
@@ -161,6 +165,10 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         .as_deref()
         .map(|url| Players::new(http.clone(), url, &service_key));
     let metrics = Metrics::register(&mut registry);
+    let analytics = match analytics_url {
+        Some(url) => Emitter::start(&url, &service_key),
+        None => Emitter::disabled(),
+    };
     let clock = Arc::new(flotilla_storage::mongo::now_ms);
     let ledger = Ledger::new(store, clock);
     let state: Shared = Arc::new(AppState::new(
@@ -175,6 +183,7 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         Catalog::load(&catalog)?,
         tokens.clone(),
         reversal_policy,
+        analytics,
     ));
 
     state.trades.ensure_indexes().await?;

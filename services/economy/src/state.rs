@@ -4,6 +4,7 @@
 use std::sync::{Arc, RwLock};
 
 use flotilla_player::remote::PlayerTokens;
+use flotilla_service::analytics::Emitter;
 use flotilla_storage::model::Store;
 use flotilla_storage::mongo::Mongo;
 
@@ -41,6 +42,8 @@ pub struct AppState {
     catalog: RwLock<Arc<Catalog>>,
     /// Checks players' access tokens.
     pub tokens: Arc<PlayerTokens>,
+    /// Where committed currency flows are reported ([`crate::transactions`]).
+    pub analytics: Emitter,
 }
 
 impl AppState {
@@ -57,6 +60,7 @@ impl AppState {
         catalog: Catalog,
         tokens: Arc<PlayerTokens>,
         reversal_policy: Policy,
+        analytics: Emitter,
     ) -> Self {
         metrics.catalog_version.set(catalog.version as i64);
         Self {
@@ -74,6 +78,7 @@ impl AppState {
             reversal_policy,
             catalog: RwLock::new(Arc::new(catalog)),
             tokens,
+            analytics,
         }
     }
 

@@ -78,6 +78,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FLOTILLA_SERVICE_KEY", hide_env_values = true)]
     pub service_key: String,
 
+    /// The analytics service's URL: sign-ins, token refreshes and sign-outs are sent there as
+    /// session events (with the service key). None: not sent.
+    #[arg(long, env = "FLOTILLA_ANALYTICS_URL")]
+    pub analytics_url: Option<String>,
+
     #[arg(long, env = "FLOTILLA_ACCESS_TOKEN_SECONDS", default_value_t = 900)]
     pub access_token_seconds: u64,
 

@@ -16,6 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mongodb::bson::doc;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use flotilla_storage::rate_limit::Check;
 
@@ -354,12 +355,46 @@ async fn refresh(
             return Err(error);
         }
     };
+    let properties = json!({"event": "account:refresh"});
+    session_event(
+        &state,
+        "design",
+        &player.id,
+        &next.family,
+        next.generation,
+        properties,
+    );
     Ok(Json(tokens(&state, &player, &next.family, refresh_token, false)?))
 }
 
 async fn logout(State(state): State<Shared>, session: Session) -> Result<StatusCode> {
     revoke_family(&state, &session.player, &session.session).await?;
+    session_event(
+        &state,
+        "session_end",
+        &session.player,
+        &session.session,
+        0,
+        json!({}),
+    );
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A sign-in's analytics event: the sign-in (a refresh-token family) is the session, so it starts
+/// at sign-in, lasts while the client refreshes its token, and ends at sign-out. The id is fixed by
+/// the family and the step, so a retried request is counted once.
+fn session_event(
+    state: &Shared,
+    name: &str,
+    player: &str,
+    family: &str,
+    generation: i64,
+    properties: serde_json::Value,
+) {
+    let id = format!("{name}-{family}-{generation}");
+    let event =
+        flotilla_service::analytics::event(&id, name, player, Some(family), state.clock.now_ms(), properties);
+    state.config.analytics.emit(event);
 }
 
 async fn link_email(
@@ -554,7 +589,11 @@ async fn sign_in(state: &Shared, player: &str, method: &'static str, created: bo
     };
     state.refresh_tokens.insert(&record).await?;
     match signed_in_player(state, player, method).await {
-        Ok(player) => tokens(state, &player, &record.family, refresh_token, created),
+        Ok(player) => {
+            let properties = json!({"method": method, "created": created});
+            session_event(state, "session_start", &player.id, &record.family, 0, properties);
+            tokens(state, &player, &record.family, refresh_token, created)
+        }
         Err(error) => {
             state
                 .refresh_tokens

@@ -89,6 +89,7 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         token_key_file,
         token_previous_keys,
         service_key,
+        analytics_url,
         access_token_seconds,
         refresh_token_days,
         friend_limit,
@@ -125,6 +126,10 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         friend_limit,
         profile_cache_ttl: std::time::Duration::from_secs(profile_cache_seconds),
         service_key: service_key_check(&service_key)?,
+        analytics: match analytics_url {
+            Some(url) => flotilla_service::analytics::Emitter::start(&url, &service_key),
+            None => flotilla_service::analytics::Emitter::disabled(),
+        },
         client_address: client_ip_header.map(|header| ClientAddressSource {
             header,
             trusted_hops: trusted_proxy_hops as usize,

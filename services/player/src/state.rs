@@ -41,6 +41,8 @@ pub struct Config {
     /// A per-process HMAC key and the service key's tag under it: presented keys are checked with
     /// `ring::hmac::verify`, which compares in constant time.
     pub service_key: (ring::hmac::Key, ring::hmac::Tag),
+    /// Sign-ins, refreshes and sign-outs go to the analytics service as session events.
+    pub analytics: flotilla_service::analytics::Emitter,
     /// Where the client's address comes from behind proxies; `None`: the TCP peer.
     pub client_address: Option<ClientAddressSource>,
     pub login_per_account: Limit,

@@ -2,11 +2,13 @@
 //! - [`secret`]: service and admin keys compared in constant time;
 //! - [`extract`]: request extractors that answer bad input with the services' JSON error shape
 //!   instead of axum's plain text, and the bearer credential of a request;
-//! - [`shutdown`]: the future that ends a server on SIGTERM or Ctrl-C.
+//! - [`shutdown`]: the future that ends a server on SIGTERM or Ctrl-C;
+//! - [`analytics`]: a service's own events (sign-ins, purchases) sent to the analytics service.
 //!
 //! Each service keeps its own error enum; what is here fails only with [`BadRequest`] (an answer)
 //! or [`ConfigError`] (a start-up refusal).
 
+pub mod analytics;
 pub mod extract;
 pub mod secret;
 

@@ -66,6 +66,14 @@ impl Keys {
     pub fn today(&self, now_ms: i64) -> String {
         format!("{}:live:today:{}", self.prefix, now_ms.div_euclid(86_400_000))
     }
+    /// Custom events' JSON Schemas, by event name.
+    pub fn schemas(&self) -> String {
+        format!("{}:schemas", self.prefix)
+    }
+    /// Bumped on every change of the schemas, so collectors know when to reload them.
+    pub fn schemas_version(&self) -> String {
+        format!("{}:schemas:version", self.prefix)
+    }
     /// Events per player and minute, for the rate limit.
     pub fn flood(&self, player: &str, minute: i64) -> String {
         format!("{}:flood:{player}:{minute}", self.prefix)

@@ -108,6 +108,7 @@ impl Deployment {
             token_key_file: None,
             token_previous_keys: Vec::new(),
             service_key: SERVICE_KEY.into(),
+            analytics_url: None,
             access_token_seconds: self.access_token_seconds,
             refresh_token_days: 30,
             friend_limit: self.friend_limit,
