@@ -206,7 +206,11 @@ curl --silent --show-error --fail-with-body -X POST -H "Authorization: Bearer $a
 
 step "analytics: sign-ins, matches and currency flows, counted once each, in the live counters and KPIs"
 analytics_key=$(kubectl -n flotilla-system get secret flotilla-analytics -o jsonpath='{.data.admin-key}' | base64 -d)
-analytics() { curl --silent --show-error --fail-with-body -H "Authorization: Bearer $analytics_key" "http://$analytics_ip$1"; }
+analytics() {
+  local path=$1
+  shift
+  curl --silent --show-error --fail-with-body -H "Authorization: Bearer $analytics_key" "$@" "http://$analytics_ip$path"
+}
 # The player service sends each sign-in, the economy each purchase's sink; the game servers each match.
 arrived() {
   analytics /v1/admin/live |
@@ -219,6 +223,9 @@ analytics "/v1/admin/kpis?from=$today&to=$today" | jq -c '.days[0] | {date, dau,
 analytics "/v1/admin/kpis/sessions?from=$today&to=$today" | jq -c '.days[0] | {sessions, players}'
 analytics "/v1/admin/kpis/funnel?steps=session_start,progression,resource&from=$today&to=$today" |
   jq -c '[.steps[] | {name, players}]'
+# The dashboard draws the same reports, and follows this stream of the live counters.
+curl --silent --fail "http://$analytics_ip/dashboard" | grep -q '<title>Flotilla analytics</title>'
+analytics /v1/admin/live/stream --max-time 3 --no-buffer 2>/dev/null | grep -m1 '^event: live' || true
 
 step "the fleet now"
 kubectl -n "$NS" get gsf,gs,fas
@@ -236,6 +243,8 @@ Flotilla demo is up ($(($(date +%s) - started)) s).
   player API:     http://$player_ip/v1/openapi.json
   economy API:    http://$economy_ip/v1/openapi.json      (audit: POST /v1/admin/audit with the admin key)
   analytics API:  http://$analytics_ip/v1/openapi.json    (KPIs: GET /v1/admin/kpis?from=$today&to=$today with the admin key)
+  dashboard:      http://$analytics_ip/dashboard             (the admin key: kubectl -n flotilla-system get secret \
+                    flotilla-analytics -o jsonpath='{.data.admin-key}' | base64 -d)
   logs:           $(cluster_dir "$CLUSTER_NAME")/runner/pods/*/logs/
   stop:           ./x demo down
 DONE

@@ -1,6 +1,4 @@
-//! The admin API: the pipeline's state, the live counters, KPIs and exports of the event store.
-
-use std::collections::BTreeMap;
+//! The admin API: the pipeline's state, KPIs and exports of the event store.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -20,7 +18,6 @@ use crate::kpi::daily::Report;
 use crate::kpi::funnel::{Funnel, FunnelQuery};
 use crate::kpi::sessions::SessionReport;
 use crate::kpi::{self, KpiQuery};
-use crate::pipeline::chunk::ACTIVE_MS;
 use crate::pipeline::{self, ShardStatus};
 use crate::state::Shared;
 use crate::{Error, Result};
@@ -28,7 +25,6 @@ use crate::{Error, Result};
 pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/v1/admin/pipeline", get(status))
-        .route("/v1/admin/live", get(live))
         .route("/v1/admin/exports", get(export))
         .route("/v1/admin/kpis", get(kpis))
         .route("/v1/admin/kpis/sessions", get(sessions))
@@ -90,70 +86,6 @@ async fn status(State(state): State<Shared>, _: AdminCaller) -> Result<Json<Pipe
         shards,
         files,
     }))
-}
-
-/// The live counters, as committed by the pipeline (events kept out of KPIs not included).
-#[derive(Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Live {
-    /// Events per second over the last ten seconds, by name.
-    pub events_per_second: BTreeMap<String, f64>,
-    /// Players with an event in the last five minutes.
-    pub concurrent_players: u64,
-    /// Players with an event received today (UTC).
-    pub players_today: u64,
-    /// Events since the start, by name.
-    pub totals: BTreeMap<String, u64>,
-    /// Events kept out of KPIs since the start, by reason.
-    pub excluded: BTreeMap<String, u64>,
-}
-
-pub async fn read_live(state: &Shared) -> Result<Live> {
-    let now = flotilla_storage::mongo::now_ms();
-    let keys = &state.keys;
-    let mut pipe = redis::pipe();
-    let second = now / 1000;
-    for past in 1..=10 {
-        pipe.hgetall(keys.rate(second - past));
-    }
-    pipe.zcount(keys.active(), now - ACTIVE_MS, "+inf")
-        .scard(keys.today(now))
-        .hgetall(keys.totals())
-        .hgetall(keys.excluded());
-    let mut redis = state.log_redis.clone();
-    let mut answers: Vec<redis::Value> = pipe
-        .query_async(&mut redis)
-        .await
-        .map_err(flotilla_storage::Error::from)?;
-    let parse = |value: redis::Value| -> Result<BTreeMap<String, u64>> {
-        redis::from_redis_value(value).map_err(|e| Error::Internal(format!("live counters: {e}")))
-    };
-    let excluded = parse(answers.pop().unwrap_or(redis::Value::Nil))?;
-    let totals = parse(answers.pop().unwrap_or(redis::Value::Nil))?;
-    let number = |value: Option<redis::Value>| -> u64 {
-        value
-            .and_then(|value| redis::from_redis_value(value).ok())
-            .unwrap_or(0)
-    };
-    let players_today = number(answers.pop());
-    let concurrent_players = number(answers.pop());
-    let mut events_per_second = BTreeMap::new();
-    for second in answers {
-        for (name, count) in parse(second)? {
-            *events_per_second.entry(name).or_insert(0.0) += count as f64 / 10.0;
-        }
-    }
-    Ok(Live {
-        events_per_second,
-        concurrent_players,
-        players_today,
-        totals,
-        excluded,
-    })
-}
-
-async fn live(State(state): State<Shared>, _: AdminCaller) -> Result<Json<Live>> {
-    Ok(Json(read_live(&state).await?))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

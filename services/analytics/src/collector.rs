@@ -99,6 +99,7 @@ async fn collect(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<Collected>> {
+    let started = std::time::Instant::now();
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => Error::TooLarge(format!("a batch is at most {MAX_BYTES} bytes")),
         _ => Error::bad("body", rejection.body_text()),
@@ -158,6 +159,10 @@ async fn collect(
         appended?;
     }
     state.metrics.collected(accepted, rejected.len(), &excluded);
+    state
+        .metrics
+        .collect_seconds
+        .observe(started.elapsed().as_secs_f64());
     Ok(Json(Collected {
         accepted,
         rejected,

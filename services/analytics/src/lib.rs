@@ -9,16 +9,19 @@
 //! - processing: [`pipeline`] (shard ownership, and each chunk to files and a commit, exactly
 //!   once), [`store`] (the Parquet files);
 //! - reading: [`kpi`] (KPIs, retention, sessions, funnels and custom-event counts in any time
-//!   zone, with DataFusion), [`admin`] (pipeline status, live counters, reports, exports);
+//!   zone, with DataFusion), [`admin`] (pipeline status, reports, exports), [`live`] (the live
+//!   counters, also as a stream), [`dashboard`] (the web page that draws them all);
 //! - plumbing: [`metrics`], [`openapi`], [`state`], [`args`].
 
 pub mod admin;
 pub mod args;
 pub mod caller;
 pub mod collector;
+pub mod dashboard;
 mod error;
 pub mod event;
 pub mod kpi;
+pub mod live;
 pub mod log;
 pub mod metrics;
 pub mod openapi;
@@ -119,6 +122,8 @@ pub fn api(state: Shared) -> Router {
     Router::new()
         .merge(collector::routes())
         .merge(admin::routes())
+        .merge(live::routes())
+        .merge(dashboard::routes())
         .merge(schemas::routes())
         .merge(openapi::routes())
         // A gzip body may not exceed the batch limit either; decompressed, it is checked again.

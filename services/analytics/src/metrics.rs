@@ -14,6 +14,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::state::Shared;
@@ -39,6 +40,14 @@ pub struct Metrics {
     pub pipeline_errors: Counter,
     /// Shards this replica works.
     pub owned_shards: Gauge,
+    /// From a batch's body being read to its acknowledgement (durably appended), in seconds.
+    pub collect_seconds: Histogram,
+    /// From acknowledgement to commit for the oldest event of each committed chunk, in seconds:
+    /// how far the live counters trail the collector.
+    pub freshness_seconds: Histogram,
+    /// The live counters, read from Redis when scraped (every replica reports the same).
+    pub concurrent_players: Gauge,
+    pub players_today: Gauge,
 }
 
 impl Metrics {
@@ -50,6 +59,12 @@ impl Metrics {
             committed_files: Counter::default(),
             pipeline_errors: Counter::default(),
             owned_shards: Gauge::default(),
+            // 0.5 ms to 4 s.
+            collect_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            // 50 ms to 7 min.
+            freshness_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 14)),
+            concurrent_players: Gauge::default(),
+            players_today: Gauge::default(),
         };
         let registry = registry.sub_registry_with_prefix("flotilla_analytics");
         registry.register(
@@ -82,6 +97,26 @@ impl Metrics {
             "Log shards this replica processes",
             metrics.owned_shards.clone(),
         );
+        registry.register(
+            "collect_seconds",
+            "From a batch's body being read to its acknowledgement once durably appended",
+            metrics.collect_seconds.clone(),
+        );
+        registry.register(
+            "freshness_seconds",
+            "From acknowledgement to commit, for the oldest event of each committed chunk",
+            metrics.freshness_seconds.clone(),
+        );
+        registry.register(
+            "concurrent_players",
+            "Players with an event in the last five minutes (live counters, read when scraped)",
+            metrics.concurrent_players.clone(),
+        );
+        registry.register(
+            "players_today",
+            "Players with an event received today, UTC (live counters, read when scraped)",
+            metrics.players_today.clone(),
+        );
         metrics
     }
 
@@ -98,22 +133,39 @@ impl Metrics {
         }
     }
 
-    pub fn committed(&self, events: usize, files: usize) {
+    /// A chunk committed; `oldest_received_ms` is when its oldest event was acknowledged.
+    pub fn committed(&self, events: usize, files: usize, oldest_received_ms: Option<i64>, now_ms: i64) {
         self.committed_events.inc_by(events as u64);
         self.committed_files.inc_by(files as u64);
+        if let Some(received) = oldest_received_ms {
+            self.freshness_seconds
+                .observe((now_ms - received).max(0) as f64 / 1000.0);
+        }
     }
 }
 
 pub fn router(state: Shared, registry: Registry) -> Router {
     let registry = Arc::new(registry);
     Router::new()
-        .route("/metrics", get(move || metrics(registry.clone())))
+        .route(
+            "/metrics",
+            get(move |State(state): State<Shared>| metrics(state, registry.clone())),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(state)
 }
 
-async fn metrics(registry: Arc<Registry>) -> Response {
+async fn metrics(state: Shared, registry: Arc<Registry>) -> Response {
+    // A scrape without Redis still answers: the gauges keep their last values.
+    if let Ok(live) = crate::live::read_live(&state).await {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        state
+            .metrics
+            .concurrent_players
+            .set(gauge(live.concurrent_players));
+        state.metrics.players_today.set(gauge(live.players_today));
+    }
     let mut body = String::new();
     match encode(&mut body, &registry) {
         Ok(()) => (
@@ -134,5 +186,37 @@ async fn ready(State(state): State<Shared>) -> Response {
     match redis::cmd("PING").query_async::<String>(&mut redis).await {
         Ok(_) => "ready".into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the log is unreachable").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Grafana dashboard in the chart queries only series this service exports.
+    #[test]
+    fn the_grafana_dashboard_queries_exported_series() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        metrics.collected(1, 1, &BTreeMap::from([("flood".to_owned(), 1)]));
+        metrics.committed(1, 1, Some(0), 1);
+        metrics.collect_seconds.observe(0.01);
+        let mut exported = String::new();
+        encode(&mut exported, &registry).expect("encodes");
+        let dashboard = include_str!("../../../charts/flotilla/dashboards/analytics.json");
+        let mut queried = 0;
+        for name in dashboard.split("flotilla_analytics_").skip(1) {
+            let name: String = name
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let series = format!("flotilla_analytics_{name}");
+            assert!(
+                exported.lines().any(|line| line.starts_with(&series)),
+                "the dashboard queries {series}, which is not exported"
+            );
+            queried += 1;
+        }
+        assert!(queried >= 10, "{queried} queries found");
     }
 }

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
-use crate::admin::{ExportQuery, Live, PipelineStatus};
+use crate::admin::{ExportQuery, PipelineStatus};
 use crate::collector::{Batch, Collected};
 use crate::event::Event;
 use crate::kpi::KpiQuery;
@@ -15,6 +15,7 @@ use crate::kpi::custom::{CountQuery, Counts};
 use crate::kpi::daily::Report;
 use crate::kpi::funnel::{Funnel, FunnelQuery};
 use crate::kpi::sessions::SessionReport;
+use crate::live::Live;
 use crate::schemas::Schemas;
 use crate::state::Shared;
 
@@ -165,6 +166,13 @@ pub fn document() -> Value {
             "/v1/events": {"post": collect},
             "/v1/admin/pipeline": {"get": op("Where each log shard's processing stands", &["admin"], "", json_answer("PipelineStatus"))},
             "/v1/admin/live": {"get": op("The live counters", &["admin"], "", json_answer("Live"))},
+            "/v1/admin/live/stream": {"get": op(
+                "The live counters as Server-Sent Events: a `live` event (data: Live) every second; \
+                 an `error` event when a read fails, and the stream goes on",
+                &["admin"], "", json!({"text/event-stream": {"schema": reference("Live")}}))},
+            "/dashboard": {"get": {"summary": "The dashboard: a web page that asks for the admin key and \
+                draws the KPIs, retention, funnels and the live counters",
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
             "/v1/admin/exports": {"get": export},
             "/v1/admin/kpis": {"get": kpis},
             "/v1/admin/kpis/sessions": {"get": sessions},
@@ -228,10 +236,12 @@ fn schemas() -> Value {
 mod tests {
     use super::*;
 
-    const SOURCES: [&str; 5] = [
+    const SOURCES: [&str; 7] = [
         include_str!("collector.rs"),
         include_str!("schemas.rs"),
         include_str!("admin.rs"),
+        include_str!("live.rs"),
+        include_str!("dashboard/mod.rs"),
         include_str!("openapi.rs"),
         include_str!("lib.rs"),
     ];

@@ -179,7 +179,13 @@ pub async fn process(
     if committed == 0 {
         return Ok(Outcome::Lost);
     }
-    state.metrics.committed(fresh.len(), commit.files.len());
+    let oldest = fresh.iter().map(|event| event.received_ms).min();
+    state.metrics.committed(
+        fresh.len(),
+        commit.files.len(),
+        oldest,
+        flotilla_storage::mongo::now_ms(),
+    );
     Ok(Outcome::Committed {
         events: fresh.len(),
         files: commit.files.len(),
