@@ -9,8 +9,9 @@
 //! - processing: [`pipeline`] (shard ownership, and each chunk to files and a commit, exactly
 //!   once), [`store`] (the Parquet files);
 //! - reading: [`kpi`] (KPIs, retention, sessions, funnels and custom-event counts in any time
-//!   zone, with DataFusion), [`admin`] (pipeline status, reports, exports), [`live`] (the live
-//!   counters, also as a stream), [`dashboard`] (the web page that draws them all);
+//!   zone, with DataFusion), [`admin`] (pipeline status, reports), [`export`] (events as JSON
+//!   lines, CSV or Parquet), [`live`] (the live counters, also as a stream), [`dashboard`] (the
+//!   web page that draws them all);
 //! - plumbing: [`metrics`], [`openapi`], [`state`], [`args`].
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod collector;
 pub mod dashboard;
 mod error;
 pub mod event;
+pub mod export;
 pub mod kpi;
 pub mod live;
 pub mod log;
@@ -123,6 +125,7 @@ pub fn api(state: Shared) -> Router {
         .merge(collector::routes())
         .merge(admin::routes())
         .merge(live::routes())
+        .merge(export::routes())
         .merge(dashboard::routes())
         .merge(schemas::routes())
         .merge(openapi::routes())

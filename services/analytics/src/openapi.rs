@@ -7,9 +7,10 @@ use axum::{Json, Router};
 use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
-use crate::admin::{ExportQuery, PipelineStatus};
+use crate::admin::PipelineStatus;
 use crate::collector::{Batch, Collected};
 use crate::event::Event;
+use crate::export::ExportQuery;
 use crate::kpi::KpiQuery;
 use crate::kpi::custom::{CountQuery, Counts};
 use crate::kpi::daily::Report;
@@ -95,10 +96,12 @@ pub fn document() -> Value {
     );
     collect["responses"]["413"] = error("more than 500 events or 1 MiB");
     let mut export = op(
-        "Stream the events of a time range, as JSON lines or CSV",
+        "Stream the events of a time range, as JSON lines or CSV (gzip on request) or Parquet (zstd)",
         &["admin"],
         "",
-        json!({"application/jsonl": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}}),
+        json!({"application/jsonl": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}},
+               "application/gzip": {"schema": {"type": "string", "contentEncoding": "binary"}},
+               "application/vnd.apache.parquet": {"schema": {"type": "string", "contentEncoding": "binary"}}}),
     );
     export["parameters"] = query_parameters::<ExportQuery>();
     let mut kpis = op(
@@ -236,8 +239,9 @@ fn schemas() -> Value {
 mod tests {
     use super::*;
 
-    const SOURCES: [&str; 7] = [
+    const SOURCES: [&str; 8] = [
         include_str!("collector.rs"),
+        include_str!("export.rs"),
         include_str!("schemas.rs"),
         include_str!("admin.rs"),
         include_str!("live.rs"),

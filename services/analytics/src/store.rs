@@ -166,11 +166,43 @@ fn write_file(target: &Path, events: &[Stored]) -> Result<()> {
     Ok(())
 }
 
+/// A Parquet file written as a stream (an export): each [`write`](Self::write) adds a row group
+/// and returns the bytes that completes, [`finish`](Self::finish) the footer. The writer counts
+/// the bytes it has written, so handing them on as they come leaves its offsets right.
+pub struct ParquetStream {
+    writer: ArrowWriter<Vec<u8>>,
+}
+
+impl ParquetStream {
+    pub fn new() -> Result<Self> {
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        let writer = ArrowWriter::try_new(Vec::new(), schema(), Some(properties)).map_err(parquet_error)?;
+        Ok(Self { writer })
+    }
+
+    pub fn write(&mut self, events: &[&Stored]) -> Result<bytes::Bytes> {
+        if !events.is_empty() {
+            let batch = to_batch(events.iter().copied())?;
+            self.writer.write(&batch).map_err(parquet_error)?;
+            self.writer.flush().map_err(parquet_error)?;
+            self.writer.sync()?;
+        }
+        Ok(bytes::Bytes::from(std::mem::take(self.writer.inner_mut())))
+    }
+
+    pub fn finish(self) -> Result<bytes::Bytes> {
+        let rest = self.writer.into_inner().map_err(parquet_error)?;
+        Ok(bytes::Bytes::from(rest))
+    }
+}
+
 fn parquet_error(error: parquet::errors::ParquetError) -> Error {
     Error::Internal(format!("parquet: {error}"))
 }
 
-fn to_batch(events: &[Stored]) -> Result<RecordBatch> {
+fn to_batch<'a>(events: impl IntoIterator<Item = &'a Stored>) -> Result<RecordBatch> {
     let mut id = StringBuilder::new();
     let mut game = StringBuilder::new();
     let mut name = StringBuilder::new();
