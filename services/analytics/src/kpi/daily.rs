@@ -100,7 +100,12 @@ async fn scan(events: &Events) -> Result<(HashMap<String, Player>, BTreeMap<(i64
         let day = batch.column(1).as_primitive::<Int64Type>();
         let bought = batch.column(2).as_primitive::<Int64Type>();
         for row in 0..batch.num_rows() {
-            let entry = players.entry(player.value(row).to_owned()).or_default();
+            // A row per player and day: look the player up before allocating a key for them.
+            let name = player.value(row);
+            let entry = match players.get_mut(name) {
+                Some(entry) => entry,
+                None => players.entry(name.to_owned()).or_default(),
+            };
             entry.days.push(day.value(row));
             if bought.value(row) > 0 {
                 entry.bought.push(day.value(row));
