@@ -1,22 +1,29 @@
 //! What the economy tells the analytics service: every committed currency movement that touches a
 //! player, as a `resource` event from that player's side — a `source` for the one who receives,
 //! a `sink` for the one who pays. A gift is both, so it nets to zero in the economy's totals.
+//! Market sales, trades, auction bids and settlements, reversals and approved reviews move value
+//! through escrow and system accounts: only their player sides are reported, so a sale is a sink
+//! for the buyer (into escrow) and a source for the seller (out of it).
 //!
-//! Events are sent only after the transaction committed, and their ids derive from the
-//! transaction's id, so a retried request (which answers the stored transaction) sends the same
-//! events again and analytics counts them once.
+//! The ledger reports each transaction once it committed ([`Ledger::on_commit`]), whichever path
+//! drove it, and the events' ids derive from the transaction's id, so a retried request or a
+//! recovery that reports it again is counted once by analytics.
+//!
+//! [`Ledger::on_commit`]: crate::ledger::engine::Ledger::on_commit
 
-use flotilla_service::analytics;
+use flotilla_service::analytics::{self, Emitter};
 use serde_json::{Value, json};
 
+use crate::ledger::engine::OnCommit;
 use crate::ledger::model::Transaction;
-use crate::state::AppState;
 
-/// Queues the resource events of a committed transaction.
-pub fn report(state: &AppState, tx: &Transaction) {
-    for event in events(tx) {
-        state.analytics.emit(event);
-    }
+/// The ledger's observer that queues each committed transaction's resource events on `emitter`.
+pub fn reporter(emitter: Emitter) -> OnCommit {
+    std::sync::Arc::new(move |tx: &Transaction| {
+        for event in events(tx) {
+            emitter.emit(event);
+        }
+    })
 }
 
 fn events(tx: &Transaction) -> Vec<Value> {

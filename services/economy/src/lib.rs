@@ -170,7 +170,7 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         None => Emitter::disabled(),
     };
     let clock = Arc::new(flotilla_storage::mongo::now_ms);
-    let ledger = Ledger::new(store, clock);
+    let ledger = Ledger::new(store, clock).on_commit(flows::reporter(analytics));
     let state: Shared = Arc::new(AppState::new(
         ledger,
         market,
@@ -183,7 +183,6 @@ pub async fn build(args: ServeArgs) -> Result<(Shared, Router, Router)> {
         Catalog::load(&catalog)?,
         tokens.clone(),
         reversal_policy,
-        analytics,
     ));
 
     state.trades.ensure_indexes().await?;

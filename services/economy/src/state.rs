@@ -4,7 +4,6 @@
 use std::sync::{Arc, RwLock};
 
 use flotilla_player::remote::PlayerTokens;
-use flotilla_service::analytics::Emitter;
 use flotilla_storage::model::Store;
 use flotilla_storage::mongo::Mongo;
 
@@ -42,8 +41,6 @@ pub struct AppState {
     catalog: RwLock<Arc<Catalog>>,
     /// Checks players' access tokens.
     pub tokens: Arc<PlayerTokens>,
-    /// Where committed currency flows are reported ([`crate::transactions`]).
-    pub analytics: Emitter,
 }
 
 impl AppState {
@@ -60,7 +57,6 @@ impl AppState {
         catalog: Catalog,
         tokens: Arc<PlayerTokens>,
         reversal_policy: Policy,
-        analytics: Emitter,
     ) -> Self {
         metrics.catalog_version.set(catalog.version as i64);
         Self {
@@ -78,7 +74,6 @@ impl AppState {
             reversal_policy,
             catalog: RwLock::new(Arc::new(catalog)),
             tokens,
-            analytics,
         }
     }
 

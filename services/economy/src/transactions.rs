@@ -446,7 +446,6 @@ pub(crate) async fn submit<B: Serialize>(
             settled.outcome.reason.unwrap_or_else(|| "voided".into()),
         ));
     }
-    crate::flows::report(state, &settled.tx);
     Ok(Json(TransactionView::new(&settled.tx, Some(&settled.outcome))))
 }
 

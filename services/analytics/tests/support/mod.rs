@@ -77,7 +77,7 @@ impl Drop for DurableRedis {
     }
 }
 
-fn token_keys() -> &'static TokenKeys {
+pub fn token_keys() -> &'static TokenKeys {
     static KEYS: OnceLock<TokenKeys> = OnceLock::new();
     KEYS.get_or_init(|| TokenKeys::new(&TokenKeys::generate_pkcs8().expect("key"), &[]).expect("keys"))
 }

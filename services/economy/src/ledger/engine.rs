@@ -40,6 +40,11 @@ const ACCOUNT_LOCKS: usize = 1024;
 /// Milliseconds since the epoch; the simulation passes a counter.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
+/// Told of each committed transaction a driver completes, whatever started it (a request, a
+/// market, trade or auction step, a reversal, an approved review, recovery). A transaction may be
+/// told more than once (a retried request, a twin, recovery), so what it does must be idempotent.
+pub type OnCommit = Arc<dyn Fn(&Transaction) + Send + Sync>;
+
 /// The ledger: submits transactions and completes unfinished ones over a [`LedgerStore`].
 pub struct Ledger<S> {
     store: S,
@@ -52,6 +57,7 @@ pub struct Ledger<S> {
     /// a position: a lost race costs a duplicate insert and reads, and on FerretDB each read
     /// scans a collection. Only writers on other replicas still race (and are still exact).
     accounts: Vec<tokio::sync::Mutex<()>>,
+    on_commit: Option<OnCommit>,
 }
 
 /// A transaction and its outcome, once every slot is closed.
@@ -95,7 +101,14 @@ impl<S: LedgerStore> Ledger<S> {
             clock,
             heads: Mutex::new(HashMap::new()),
             accounts: (0..ACCOUNT_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            on_commit: None,
         }
+    }
+
+    /// Calls `observer` with each committed transaction once it is finished.
+    pub fn on_commit(mut self, observer: OnCommit) -> Self {
+        self.on_commit = Some(observer);
+        self
     }
 
     pub fn store(&self) -> &S {
@@ -205,6 +218,9 @@ impl<S: LedgerStore> Ledger<S> {
         self.store.finish(&finished).await?;
         if tx.flag.is_some() {
             self.store.delete_hold(&tx.id).await?;
+        }
+        if let Some(observer) = self.on_commit.as_ref().filter(|_| outcome.committed) {
+            observer(tx);
         }
         Ok(Settled {
             tx: tx.clone(),
