@@ -10,6 +10,9 @@
 //!    in the live counters, and → in the KPI API.
 //! 4. A D30 retention query over BENCH_KPI_EVENTS events (10 million) written straight to the
 //!    event store.
+//! 5. Exact counts over BENCH_EXACT_EVENTS events (a million) resent and SIGKILLed ([`exactness`]).
+
+mod exactness;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -55,7 +58,16 @@ struct Service {
 
 impl Service {
     fn start(namespace: &str, data_dir: &std::path::Path, pipeline: bool, pin: Option<&str>) -> Self {
-        let port = free_port();
+        Self::start_at(free_port(), namespace, data_dir, pipeline, pin)
+    }
+
+    fn start_at(
+        port: u16,
+        namespace: &str,
+        data_dir: &std::path::Path,
+        pipeline: bool,
+        pin: Option<&str>,
+    ) -> Self {
         let binary = env!("CARGO_BIN_EXE_flotilla-analytics");
         let mut command = match pin {
             Some(cpu) => {
@@ -77,6 +89,8 @@ impl Service {
             .env("FLOTILLA_ANALYTICS_SHARDS", SHARDS.to_string())
             .env("FLOTILLA_ANALYTICS_PIPELINE", pipeline.to_string())
             .env("FLOTILLA_ANALYTICS_CHUNK_RECORDS", "500")
+            // A killed replica's shards are taken over within seconds.
+            .env("FLOTILLA_ANALYTICS_LEASE_SECONDS", "3")
             .env("FLOTILLA_ANALYTICS_MAX_EVENTS_PER_MINUTE", "1000000000")
             .env("FLOTILLA_PLAYER_TOKEN_KEYS", player_key())
             .env("FLOTILLA_SERVICE_KEY", SERVICE_KEY)
@@ -92,14 +106,9 @@ impl Service {
         }
     }
 
-    async fn wait_ready(&self, http: &reqwest::Client) {
+    async fn wait_ready(http: &reqwest::Client, url: &str) {
         for _ in 0..600 {
-            if http
-                .get(format!("{}/v1/openapi.json", self.url))
-                .send()
-                .await
-                .is_ok()
-            {
+            if http.get(format!("{url}/v1/openapi.json")).send().await.is_ok() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -120,12 +129,17 @@ impl Service {
             fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
         ticks / clock_ticks()
     }
+
+    /// SIGKILL: no chance to finish a chunk, release a lease or flush anything.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -425,7 +439,7 @@ async fn main() {
     println!("log append ceiling (Redis Streams, appendfsync always): {limit:.0} events/s");
 
     let collector = Service::start(&namespace, &work, false, Some("1"));
-    collector.wait_ready(&http).await;
+    Service::wait_ready(&http, &collector.url).await;
     let cpu_before = collector.cpu_seconds();
     let started = Instant::now();
     let (accepted, mut latencies) = load(&http, &collector.url, clients, seconds, None).await;
@@ -443,7 +457,7 @@ async fn main() {
     drop(collector);
 
     let processor = Service::start(&namespace, &work, true, None);
-    processor.wait_ready(&http).await;
+    Service::wait_ready(&http, &processor.url).await;
     let started = Instant::now();
     caught_up(&http, &processor.url).await;
     println!(
@@ -476,7 +490,7 @@ async fn main() {
     let kpi_dir = work.join("kpi");
     let filled = fill_store(&redis_url, &kpi_namespace, &kpi_dir, kpi_events).await;
     let reader = Service::start(&kpi_namespace, &kpi_dir, false, None);
-    reader.wait_ready(&http).await;
+    Service::wait_ready(&http, &reader.url).await;
     let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
     let from = today.checked_sub(jiff::Span::new().days(40)).expect("date");
     let mut took = Vec::new();
@@ -501,5 +515,10 @@ async fn main() {
         quantile(&mut took, 1.0) / 1000.0
     );
     drop(reader);
+
+    let exact_events = env_number("BENCH_EXACT_EVENTS", 1_000_000);
+    if exact_events > 0 {
+        exactness::run(&http, exact_events, &format!("{namespace}x"), &work.join("exact")).await;
+    }
     let _ = std::fs::remove_dir_all(&work);
 }
