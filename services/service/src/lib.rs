@@ -3,13 +3,15 @@
 //! - [`extract`]: request extractors that answer bad input with the services' JSON error shape
 //!   instead of axum's plain text, and the bearer credential of a request;
 //! - [`shutdown`]: the future that ends a server on SIGTERM or Ctrl-C;
-//! - [`analytics`]: a service's own events (sign-ins, purchases) sent to the analytics service.
+//! - [`analytics`]: a service's own events (sign-ins, purchases) sent to the analytics service;
+//! - [`page`]: a web page served with its scripts inlined and a policy that allows only them.
 //!
 //! Each service keeps its own error enum; what is here fails only with [`BadRequest`] (an answer)
 //! or [`ConfigError`] (a start-up refusal).
 
 pub mod analytics;
 pub mod extract;
+pub mod page;
 pub mod secret;
 
 pub use extract::BadRequest;
