@@ -243,8 +243,7 @@ Flotilla demo is up ($(($(date +%s) - started)) s).
   player API:     http://$player_ip/v1/openapi.json
   economy API:    http://$economy_ip/v1/openapi.json      (audit: POST /v1/admin/audit with the admin key)
   analytics API:  http://$analytics_ip/v1/openapi.json    (KPIs: GET /v1/admin/kpis?from=$today&to=$today with the admin key)
-  dashboard:      http://$analytics_ip/dashboard             (the admin key: kubectl -n flotilla-system get secret \
-                    flotilla-analytics -o jsonpath='{.data.admin-key}' | base64 -d)
+  dashboard:      http://$analytics_ip/dashboard             (the admin key: kubectl -n flotilla-system get secret flotilla-analytics -o jsonpath='{.data.admin-key}' | base64 -d)
   logs:           $(cluster_dir "$CLUSTER_NAME")/runner/pods/*/logs/
   stop:           ./x demo down
 DONE
