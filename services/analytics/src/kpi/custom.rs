@@ -8,7 +8,7 @@ use datafusion::arrow::datatypes::Int64Type;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Events, KpiQuery, Range, date_of, strings};
+use super::{Events, Range, date_of, strings};
 use crate::state::AppState;
 use crate::{Error, Result};
 
@@ -83,12 +83,7 @@ pub async fn report(state: &AppState, query: &CountQuery) -> Result<Counts> {
             ));
         }
     }
-    let range = Range::parse(&KpiQuery {
-        from: query.from.clone(),
-        to: query.to.clone(),
-        tz: query.tz.clone(),
-        game: query.game.clone(),
-    })?;
+    let range = Range::parse(&query.from, &query.to, query.tz.as_deref(), query.game.as_deref())?;
     let mut days: Vec<BTreeMap<String, (Group, HashSet<String>)>> = vec![BTreeMap::new(); range.len()];
     if let Some(events) = Events::open(state, &range, query.game.as_deref()).await? {
         let (from, to) = range.bounds_ms(0);

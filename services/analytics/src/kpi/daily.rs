@@ -78,7 +78,7 @@ struct Player {
 }
 
 pub async fn report(state: &AppState, query: &KpiQuery) -> Result<Report> {
-    let range = Range::parse(query)?;
+    let range = query.range()?;
     let (players, revenue) = match Events::open(state, &range, query.game.as_deref()).await? {
         Some(events) => scan(&events).await?,
         None => (HashMap::new(), BTreeMap::new()),
@@ -288,13 +288,7 @@ mod tests {
     use super::*;
 
     fn range(from: &str, to: &str, tz: &str) -> Range {
-        let query = KpiQuery {
-            from: from.into(),
-            to: to.into(),
-            tz: Some(tz.into()),
-            game: None,
-        };
-        Range::parse(&query).expect("valid")
+        Range::parse(from, to, Some(tz), None).expect("valid")
     }
 
     fn player(days: &[i64], bought: &[i64]) -> Player {

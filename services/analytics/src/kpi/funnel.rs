@@ -9,7 +9,7 @@ use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
 use serde::{Deserialize, Serialize};
 
-use super::{Events, KpiQuery, Range, strings};
+use super::{Events, Range, strings};
 use crate::state::AppState;
 use crate::{Error, Result};
 
@@ -97,12 +97,7 @@ pub async fn report(state: &AppState, query: &FunnelQuery) -> Result<Funnel> {
         ));
     }
     let window_ms = window_minutes * 60_000;
-    let range = Range::parse(&KpiQuery {
-        from: query.from.clone(),
-        to: query.to.clone(),
-        tz: query.tz.clone(),
-        game: query.game.clone(),
-    })?;
+    let range = Range::parse(&query.from, &query.to, query.tz.as_deref(), query.game.as_deref())?;
     let mut reached = vec![0u64; steps.len()];
     if let Some(events) = Events::open(state, &range, query.game.as_deref()).await? {
         let (from, to) = range.bounds_ms(window_ms);

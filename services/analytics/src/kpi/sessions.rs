@@ -13,7 +13,7 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::Int64Type;
 use serde::{Deserialize, Serialize};
 
-use super::{Events, KpiQuery, Range, date_of, strings};
+use super::{Events, KpiQuery, date_of, strings};
 use crate::Result;
 use crate::state::AppState;
 
@@ -100,7 +100,7 @@ fn sessions(moments: &[Moment]) -> Vec<Session> {
 }
 
 pub async fn report(state: &AppState, query: &KpiQuery) -> Result<SessionReport> {
-    let range = Range::parse(query)?;
+    let range = query.range()?;
     let mut started: Vec<Vec<(String, u64)>> = vec![Vec::new(); range.len()];
     if let Some(events) = Events::open(state, &range, query.game.as_deref()).await? {
         // A day's sessions can have started up to a day before it; a margin of more than that
