@@ -118,8 +118,9 @@ async fn update(
 #[derive(Deserialize)]
 struct SearchQuery {
     q: String,
+    /// u32 as documented: a larger number is refused (400), not wrapped or clamped.
     #[serde(default)]
-    limit: Option<usize>,
+    limit: Option<u32>,
 }
 
 async fn search(
@@ -136,7 +137,7 @@ async fn search(
     let q = query.q.trim();
     let hits = state
         .search
-        .search(q, query.limit.unwrap_or(20).clamp(1, 50))
+        .search(q, query.limit.unwrap_or(20).clamp(1, 50) as usize)
         .await?;
     // Profiles come from the database, not the index: the index may lag a rename or a ban. Players
     // who blocked the searcher are found like anyone (a block shows nowhere, privacy.rs).

@@ -90,6 +90,11 @@ async fn search_finds_players_by_prefix_and_despite_typos() {
         .get(&format!("/v1/players/search?q={}", "x".repeat(65)), &me.token)
         .await
         .error(400);
+    // The limit is a u32 (clamped to 1-50); past u32 it is refused, as the OpenAPI document says.
+    replica
+        .get("/v1/players/search?q=st&limit=29790274070", &me.token)
+        .await
+        .error(400);
 }
 
 #[tokio::test]
